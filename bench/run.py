@@ -1,0 +1,151 @@
+"""End-to-end benchmark: the sample through the gateway vs faster-whisper in-process.
+
+Both sides run in the same invocation on the same audio and settings (model
+base, int8 on CPU / float16 on CUDA, beam 5, VAD on, language detected), after
+one untimed warm-up each, alternating, so the ratio compares like with like on
+whatever machine runs it. Each gateway run starts with empty caches, so it
+includes the download from a local HTTP server, the gRPC hops and the
+WebSocket. Writes bench/RESULTS.md and the table between the markers in README.md.
+
+    make bench            # or: PYTHONPATH=services .venv/bin/python bench/run.py --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "services"))
+
+import websockets  # noqa: E402
+
+from transcription import audio as audio_io  # noqa: E402
+from transcription.launcher import Ports, ServiceGroup  # noqa: E402
+
+SAMPLE = ROOT.parent / "shared" / "testdata" / "pyannote-sample" / "sample.wav"
+README = ROOT / "README.md"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def post(url: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=60).read()
+
+
+async def gateway_run(gateway: str, media_url: str, diarize: bool) -> tuple[float, float]:
+    """(time to first segment, total) in seconds for one job with cold caches."""
+    post(f"http://{gateway}/api/cache/clear")
+    post(f"http://{gateway}/api/download-cache/clear")
+    began = time.perf_counter()
+    first = None
+    async with websockets.connect(f"ws://{gateway}/ws/transcribe", max_size=None) as ws:
+        await ws.send(json.dumps({"url": media_url, "model": "base", "enable_diarization": diarize}))
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == "transcription_chunk" and first is None:
+                first = time.perf_counter() - began
+            if message["type"] == "error":
+                raise RuntimeError(message["error"])
+            if message["type"] == "complete":
+                return first, time.perf_counter() - began
+
+
+def inprocess_run(model, path: Path) -> tuple[float, float]:
+    began = time.perf_counter()
+    pcm = audio_io.decode(path)
+    segments, _ = model.transcribe(pcm, beam_size=5, vad_filter=True, vad_parameters={"min_silence_duration_ms": 500})
+    first = None
+    for _ in segments:
+        if first is None:
+            first = time.perf_counter() - began
+    return first, time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from faster_whisper import WhisperModel
+
+    from asr.models import BUNDLED, materialize_bundled
+    from transcription.devices import pick_device
+
+    data = Path(tempfile.mkdtemp(prefix="bench-"))
+    device = pick_device(os.environ.get("ASR_DEVICE", "auto"))
+    compute_type = "float16" if device == "cuda" else "int8"
+    model = WhisperModel(str(materialize_bundled(BUNDLED["base"], data / "models")), device=device, compute_type=compute_type)
+
+    media_dir = data / "media"
+    media_dir.mkdir()
+    (media_dir / "sample.wav").symlink_to(SAMPLE)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(media_dir)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    media_url = f"http://127.0.0.1:{server.server_address[1]}/sample.wav"
+
+    group = ServiceGroup(
+        Ports(free_port(), free_port(), free_port(), free_port()),
+        env={"DATA_DIR": str(data), "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING"},
+        log_dir=data / "logs",
+    )
+    group.start(timeout=300)
+    gateway = f"127.0.0.1:{group.ports.gateway}"
+    try:
+        asyncio.run(gateway_run(gateway, media_url, diarize=True))  # warm-up: loads the models
+        inprocess_run(model, SAMPLE)
+        rows: dict[str, list[tuple[float, float]]] = {"gateway": [], "gateway+diarization": [], "in-process": []}
+        for _ in range(args.runs):
+            rows["in-process"].append(inprocess_run(model, SAMPLE))
+            rows["gateway"].append(asyncio.run(gateway_run(gateway, media_url, diarize=False)))
+            rows["gateway+diarization"].append(asyncio.run(gateway_run(gateway, media_url, diarize=True)))
+    finally:
+        group.stop()
+        server.shutdown()
+
+    median = {name: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)) for name, runs in rows.items()}
+    base_first, base_total = median["in-process"]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {device}/{compute_type}"
+    lines = [
+        f"Sample: `pyannote-sample/sample.wav` (30 s), model base, beam 5, VAD on; median of {args.runs} runs on {machine}.",
+        "",
+        "| path | time to first segment | wall time | × in-process (first) | × in-process (wall) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (first, total) in median.items():
+        lines.append(f"| {name} | {first:.2f} s | {total:.2f} s | {first / base_first:.2f} | {total / base_total:.2f} |")
+    table = "\n".join(lines)
+    RESULTS.write_text("# Benchmark results\n\nWritten by `make bench` (bench/run.py).\n\n" + table + "\n")
+    if README.exists():
+        text = README.read_text()
+        text = re.sub(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+        README.write_text(text)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

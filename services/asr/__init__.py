@@ -1,0 +1,1 @@
+"""ASR service: holds the speech models and streams segments while it decodes."""

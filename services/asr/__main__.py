@@ -1,0 +1,5 @@
+import asyncio
+
+from asr.server import main
+
+asyncio.run(main())

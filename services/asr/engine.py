@@ -1,0 +1,130 @@
+"""Run faster-whisper and report what it decodes, segment by segment.
+
+faster-whisper's `transcribe` returns a lazy generator: each segment is
+decoded only when asked for, so forwarding segments as they come out of the
+generator is what makes the service stream (a 30-second window at a time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from transcription.audio import SAMPLE_RATE
+from transcription.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class Options:
+    model: str
+    language: str | None = None  # None = detect
+    task: str = "transcribe"  # or "translate"
+    beam_size: int = 5
+    vad_filter: bool = True
+    word_timestamps: bool = False
+    initial_prompt: str | None = None
+
+    def cache_key(self) -> str:
+        return "|".join(
+            str(v)
+            for v in (self.model, self.language, self.task, self.beam_size, self.vad_filter, self.word_timestamps, self.initial_prompt)
+        )
+
+
+@dataclass
+class Started:
+    language: str
+    language_probability: float
+    language_detected: bool
+    duration_seconds: float
+    model: str
+
+
+@dataclass
+class Progress:
+    processed_seconds: float
+    total_seconds: float
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    index: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Completed:
+    segment_count: int
+    processing_seconds: float
+    audio_seconds: float
+    language: str
+    from_cache: bool = False
+
+
+Event = Started | Progress | Segment | Completed
+
+
+def transcribe(model, audio: np.ndarray, options: Options, emit: Callable[[Event], None]) -> None:
+    """Decode ``audio`` (mono float32, 16 kHz) and ``emit`` events as they happen. Blocking."""
+    if audio.ndim != 1 or audio.size == 0:
+        raise InvalidArgument("the audio holds no samples")
+    began = time.monotonic()
+    duration = audio.size / SAMPLE_RATE
+    if options.language and options.language not in model.supported_languages:
+        raise InvalidArgument(
+            f"language '{options.language}' is not supported by model {options.model}"
+            + ("" if model.model.is_multilingual else " (an English-only model)")
+        )
+    segments, info = model.transcribe(
+        audio,
+        language=options.language,
+        task=options.task,
+        beam_size=options.beam_size,
+        vad_filter=options.vad_filter,
+        vad_parameters={"min_silence_duration_ms": 500},
+        word_timestamps=options.word_timestamps,
+        initial_prompt=options.initial_prompt,
+    )
+    emit(
+        Started(
+            language=info.language,
+            language_probability=float(info.language_probability) if options.language is None else 1.0,
+            language_detected=options.language is None,
+            duration_seconds=duration,
+            model=options.model,
+        )
+    )
+    count = 0
+    for count, seg in enumerate(segments, start=1):
+        emit(
+            Segment(
+                index=count - 1,
+                start=round(seg.start, 3),
+                end=round(seg.end, 3),
+                text=seg.text.strip(),
+                avg_logprob=seg.avg_logprob,
+                no_speech_prob=seg.no_speech_prob,
+                compression_ratio=seg.compression_ratio,
+                words=[Word(w.start, w.end, w.word, w.probability) for w in (seg.words or [])],
+            )
+        )
+        emit(Progress(processed_seconds=min(seg.end, duration), total_seconds=duration))
+    emit(Progress(processed_seconds=duration, total_seconds=duration))
+    emit(Completed(segment_count=count, processing_seconds=time.monotonic() - began, audio_seconds=duration, language=info.language))

@@ -1,0 +1,1 @@
+"""Speaker diarization core: who spoke when, on bundled offline weights or a pyannote pipeline."""

@@ -1,0 +1,5 @@
+import asyncio
+
+from diarizer.server import main
+
+asyncio.run(main())

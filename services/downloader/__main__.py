@@ -1,0 +1,5 @@
+import asyncio
+
+from downloader.server import main
+
+asyncio.run(main())

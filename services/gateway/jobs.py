@@ -1,0 +1,270 @@
+"""One transcription job: download -> (transcribe || diarize) -> merged stream.
+
+Speaks the browser protocol of the app this system replaces (message types
+``status``, ``download_progress``, ``cached_file``, ``capture_ready``,
+``transcription_status``, ``transcription_progress``, ``transcription_chunk``,
+``complete``, ``error``) and adds, without breaking clients that ignore them:
+
+* ``id`` on every ``transcription_chunk``;
+* ``metadata`` (title, duration, ... of the media) after the download;
+* ``diarization_progress`` while speakers are being found;
+* ``speaker_update``: diarization finishes after (some) segments were already
+  sent without a speaker, so this message names the speaker of each of them
+  by id. Chunks sent after it carry their speaker inline.
+
+Transcription and diarization run at the same time; segments are forwarded
+the moment the ASR service yields them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from transcription import errors
+from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
+from transcription.merge import speaker_for
+from transcription.v1 import asr_pb2, diarizer_pb2
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict], Awaitable[None]]
+
+BACKENDS = {
+    "faster-whisper": asr_pb2.BACKEND_FASTER_WHISPER,
+    "openai-whisper": asr_pb2.BACKEND_OPENAI_WHISPER,
+    "deepgram": asr_pb2.BACKEND_DEEPGRAM,
+}
+
+
+@dataclass
+class JobRequest:
+    url: str
+    model: str = ""
+    language: str | None = None
+    backend: str = "faster-whisper"
+    enable_diarization: bool = False
+    num_speakers: int = 0
+    min_speakers: int = 0
+    max_speakers: int = 0
+    word_timestamps: bool = False
+    task: str = "transcribe"
+
+    @classmethod
+    def from_message(cls, data: object) -> JobRequest:
+        """Validate a client's request message; raises `InvalidArgument`."""
+        if not isinstance(data, dict):
+            raise errors.InvalidArgument("the request must be a JSON object")
+        url = data.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise errors.InvalidArgument("URL is required")
+        backend = data.get("backend") or "faster-whisper"
+        # Old clients send use_faster_whisper=false to mean openai-whisper; only an
+        # explicit "backend" picks another engine, so they keep getting transcripts.
+        if backend not in BACKENDS:
+            raise errors.InvalidArgument(f"unknown backend '{backend}' (choose one of {', '.join(BACKENDS)})")
+        task = data.get("task") or "transcribe"
+        if task not in ("transcribe", "translate"):
+            raise errors.InvalidArgument("task must be 'transcribe' or 'translate'")
+        try:
+            counts = {k: int(data.get(k) or 0) for k in ("num_speakers", "min_speakers", "max_speakers")}
+        except (TypeError, ValueError):
+            raise errors.InvalidArgument("speaker counts must be whole numbers") from None
+        if any(v < 0 for v in counts.values()):
+            raise errors.InvalidArgument("speaker counts cannot be negative")
+        if counts["min_speakers"] and counts["max_speakers"] and counts["min_speakers"] > counts["max_speakers"]:
+            raise errors.InvalidArgument("min_speakers cannot be larger than max_speakers")
+        language = data.get("language")
+        return cls(
+            url=url.strip(),
+            model=str(data.get("model") or ""),
+            language=str(language) if language else None,
+            backend=backend,
+            enable_diarization=bool(data.get("enable_diarization")),
+            word_timestamps=bool(data.get("word_timestamps")),
+            task=task,
+            **counts,
+        )
+
+
+@dataclass
+class Clients:
+    downloader: DownloaderClient
+    asr: AsrClient
+    diarizer: DiarizerClient
+
+
+class Job:
+    def __init__(self, request: JobRequest, clients: Clients, send: Send, progress_interval: float = 0.5):
+        self.request = request
+        self.clients = clients
+        self._send = send
+        self._send_lock = asyncio.Lock()
+        self.progress_interval = progress_interval
+        self._last_progress = 0.0
+        self.segments: list[dict] = []  # as sent: id, start, end, text, speaker
+        self.turns: list[diarizer_pb2.SpeakerTurn] | None = None  # set when diarization completes
+        self.num_speakers = 0
+        self.language = ""
+        self.duration = 0.0
+
+    async def send(self, message: dict) -> None:
+        async with self._send_lock:  # two tasks (ASR, diarizer) share the socket
+            await self._send(message)
+
+    async def run(self) -> None:
+        began = time.monotonic()
+        content_id = await self._download()
+        await self.send({"type": "status", "message": "Transcribing...", "progress": 30})
+        transcribing = asyncio.create_task(self._transcribe(content_id))
+        diarizing = asyncio.create_task(self._diarize(content_id)) if self.request.enable_diarization else None
+        try:
+            await transcribing
+            if diarizing is not None:
+                await diarizing
+        finally:
+            for task in (transcribing, diarizing):
+                if task is not None and not task.done():
+                    task.cancel()
+        await self.send(
+            {
+                "type": "complete",
+                "message": "Transcription completed successfully",
+                "language": self.language,
+                "duration": self.duration,
+                "segments": len(self.segments),
+                "num_speakers": self.num_speakers if self.turns is not None else None,
+                "processing_seconds": round(time.monotonic() - began, 3),
+            }
+        )
+
+    # -- download ----------------------------------------------------------
+
+    async def _download(self) -> str:
+        await self.send({"type": "status", "message": "Downloading audio...", "progress": 5})
+        async for event in self.clients.downloader.fetch(self.request.url):
+            kind = event.WhichOneof("event")
+            if kind == "progress":
+                p = event.progress
+                await self.send(
+                    {
+                        "type": "download_progress",
+                        "downloaded": p.bytes_done,
+                        "total": p.bytes_total or None,
+                        "percent": p.percent if p.percent >= 0 else None,
+                    }
+                )
+            elif kind == "cache_hit":
+                await self.send({"type": "cached_file", "message": "Using cached audio file", "content_id": event.cache_hit.content_id})
+            elif kind == "metadata":
+                m = event.metadata
+                await self.send(
+                    {
+                        "type": "metadata",
+                        "title": m.title,
+                        "duration": m.duration_seconds,
+                        "thumbnail": m.thumbnail_url,
+                        "uploader": m.uploader,
+                        "webpage_url": m.webpage_url,
+                    }
+                )
+            elif kind == "ready":
+                ready = event.ready
+                self.duration = ready.duration_seconds
+                await self.send(
+                    {"type": "capture_ready", "filename": f"{ready.content_id}.{ready.format}", "content_id": ready.content_id}
+                )
+                return ready.content_id
+        raise errors.Unavailable("the downloader ended without delivering audio")
+
+    # -- transcription -----------------------------------------------------
+
+    def _asr_options(self) -> asr_pb2.TranscribeOptions:
+        r = self.request
+        return asr_pb2.TranscribeOptions(
+            backend=BACKENDS[r.backend],
+            model=r.model,
+            language=r.language or "",
+            task=asr_pb2.TASK_TRANSLATE if r.task == "translate" else asr_pb2.TASK_TRANSCRIBE,
+            word_timestamps=r.word_timestamps,
+        )
+
+    async def _transcribe(self, content_id: str) -> None:
+        await self.send({"type": "transcription_status", "status": "started"})
+        async for event in self.clients.asr.transcribe(content_id, self._asr_options()):
+            kind = event.WhichOneof("event")
+            if kind == "started":
+                self.language = event.started.language
+                self.duration = event.started.duration_seconds or self.duration
+                await self.send({"type": "transcription_status", "status": "processing", "language": self.language})
+            elif kind == "progress":
+                await self._progress(event.progress.processed_seconds, event.progress.total_seconds)
+            elif kind == "segment":
+                await self._segment(event.segment)
+            elif kind == "completed":
+                await self._progress(event.completed.audio_seconds, event.completed.audio_seconds, force=True)
+                await self.send(
+                    {"type": "transcription_status", "status": "completed", "from_cache": event.completed.from_cache}
+                )
+
+    async def _progress(self, done: float, total: float, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.progress_interval:
+            return
+        self._last_progress = now
+        percent = int(100 * done / total) if total else 0
+        await self.send({"type": "transcription_progress", "progress": percent, "total_duration": total})
+
+    async def _segment(self, seg: asr_pb2.Segment) -> None:
+        chunk = {
+            "type": "transcription_chunk",
+            "id": seg.index,
+            "text": seg.text,
+            "start": round(seg.start, 3),
+            "end": round(seg.end, 3),
+            "speaker": speaker_for(seg.start, seg.end, self.turns) if self.turns else None,
+        }
+        if seg.words:
+            chunk["words"] = [
+                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 3)}
+                for w in seg.words
+            ]
+        self.segments.append(chunk)
+        await self.send(chunk)
+
+    # -- diarization -------------------------------------------------------
+
+    async def _diarize(self, content_id: str) -> None:
+        r = self.request
+        options = diarizer_pb2.DiarizeOptions(num_speakers=r.num_speakers, min_speakers=r.min_speakers, max_speakers=r.max_speakers)
+        turns: list[diarizer_pb2.SpeakerTurn] = []
+        try:
+            async for event in self.clients.diarizer.diarize(content_id, options):
+                kind = event.WhichOneof("event")
+                if kind == "progress":
+                    await self.send(
+                        {"type": "diarization_progress", "stage": event.progress.stage, "progress": int(event.progress.percent)}
+                    )
+                elif kind == "turn":
+                    turns.append(event.turn)
+                elif kind == "completed":
+                    self.num_speakers = event.completed.num_speakers
+        except errors.ServiceError as exc:
+            # The transcript is still worth having: report and carry on without speakers.
+            log.warning("diarization failed: %s", exc.message)
+            await self.send({"type": "status", "message": f"Speaker identification failed: {exc.message}"})
+            return
+        self.turns = turns
+        for chunk in self.segments:
+            chunk["speaker"] = speaker_for(chunk["start"], chunk["end"], turns)
+        await self.send(
+            {
+                "type": "speaker_update",
+                "num_speakers": self.num_speakers,
+                "segments": [{"id": c["id"], "speaker": c["speaker"]} for c in self.segments],
+                "turns": [{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker} for t in turns],
+            }
+        )

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from transcription.settings import DEFAULT_GATEWAY_PORT, CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = DEFAULT_GATEWAY_PORT
+    # Smallest interval between two transcription_progress messages on one socket.
+    gateway_progress_interval_seconds: float = 0.5

@@ -1,0 +1,133 @@
+// Browser client of /ws/transcribe. Hebrew (right-to-left) by default, English on demand.
+"use strict";
+
+const TEXT = {
+  he: {
+    title: "תמלול אודיו", url: "קישור (YouTube או קובץ אודיו)", model: "מודל", language: "שפה",
+    auto: "זיהוי אוטומטי", diarize: "זיהוי דוברים", start: "תמלל", transcript: "תמלול",
+    toggle: "English", downloading: "מוריד אודיו…", cached: "משתמש בקובץ שמור", transcribing: "מתמלל…",
+    speakers: "מזהה דוברים…", done: "התמלול הושלם", speaker: "דובר",
+  },
+  en: {
+    title: "Audio Transcription", url: "Link (YouTube or audio file)", model: "Model", language: "Language",
+    auto: "Detect automatically", diarize: "Identify speakers", start: "Transcribe", transcript: "Transcript",
+    toggle: "עברית", downloading: "Downloading audio…", cached: "Using cached audio file", transcribing: "Transcribing…",
+    speakers: "Identifying speakers…", done: "Transcription complete", speaker: "Speaker",
+  },
+};
+
+let lang = localStorage.getItem("ui-lang") || "he";
+const $ = (id) => document.getElementById(id);
+const t = (key) => TEXT[lang][key];
+
+function applyLanguage() {
+  document.documentElement.lang = lang;
+  document.documentElement.dir = lang === "he" ? "rtl" : "ltr";
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  $("lang-toggle").textContent = t("toggle");
+  document.querySelectorAll("#transcript .speaker").forEach(renderSpeaker);
+}
+
+function fmt(seconds) {
+  const s = Math.floor(seconds);
+  const hh = String(Math.floor(s / 3600)).padStart(2, "0");
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return `${hh}:${mm}:${ss}`;
+}
+
+// "SPEAKER_01" -> "Speaker 2" / "דובר 2", coloured by number.
+function renderSpeaker(el) {
+  const label = el.dataset.speaker;
+  el.className = "speaker";
+  if (!label) { el.textContent = ""; return; }
+  const n = parseInt(label.replace(/\D+/g, ""), 10);
+  el.textContent = Number.isNaN(n) ? label : `${t("speaker")} ${n + 1}`;
+  if (!Number.isNaN(n)) el.classList.add(`speaker-${n % 6}`);
+}
+
+function setStatus(text, percent) {
+  $("status").textContent = text;
+  if (percent !== undefined && percent !== null) $("progress").value = percent;
+}
+
+function addChunk(msg) {
+  const li = document.createElement("li");
+  li.dataset.id = msg.id;
+  li.dir = "auto";
+  const time = document.createElement("span");
+  time.className = "time";
+  time.textContent = `[${fmt(msg.start)} → ${fmt(msg.end)}]`;
+  const speaker = document.createElement("span");
+  speaker.dataset.speaker = msg.speaker || "";
+  renderSpeaker(speaker);
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = msg.text;
+  li.append(time, speaker, text);
+  $("transcript").append(li);
+}
+
+function setSpeakers(update) {
+  for (const { id, speaker } of update.segments) {
+    const el = document.querySelector(`#transcript li[data-id="${id}"] .speaker`);
+    if (el) { el.dataset.speaker = speaker || ""; renderSpeaker(el); }
+  }
+}
+
+function handle(msg, socket) {
+  switch (msg.type) {
+    case "status": setStatus(msg.message, msg.progress); break;
+    case "download_progress":
+      setStatus(`${t("downloading")} ${msg.percent != null ? msg.percent.toFixed(0) + "%" : ""}`, msg.percent != null ? msg.percent * 0.3 : undefined);
+      break;
+    case "cached_file": setStatus(t("cached"), 30); break;
+    case "metadata": $("media-title").textContent = msg.title || ""; break;
+    case "transcription_progress": setStatus(`${t("transcribing")} ${msg.progress}%`, 30 + msg.progress * 0.7); break;
+    case "transcription_chunk": $("transcript-area").hidden = false; addChunk(msg); break;
+    case "diarization_progress": break;
+    case "speaker_update": setSpeakers(msg); break;
+    case "complete": setStatus(t("done"), 100); finish(socket); break;
+    case "error": showError(msg.error); finish(socket); break;
+    default: break; // newer message types are ignored
+  }
+}
+
+function showError(text) {
+  $("error").textContent = text;
+  $("error").hidden = false;
+}
+
+function finish(socket) {
+  $("start").disabled = false;
+  socket.close();
+}
+
+function start(event) {
+  event.preventDefault();
+  $("error").hidden = true;
+  $("transcript").replaceChildren();
+  $("media-title").textContent = "";
+  $("progress-area").hidden = false;
+  $("start").disabled = true;
+  setStatus(t("downloading"), 0);
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/transcribe`);
+  socket.onopen = () => socket.send(JSON.stringify({
+    url: $("url").value.trim(),
+    model: $("model").value,
+    language: $("language").value || null,
+    use_faster_whisper: true,
+    enable_diarization: $("diarize").checked,
+  }));
+  socket.onmessage = (e) => handle(JSON.parse(e.data), socket);
+  socket.onerror = () => { showError("WebSocket error"); $("start").disabled = false; };
+}
+
+$("job-form").addEventListener("submit", start);
+$("lang-toggle").addEventListener("click", () => {
+  lang = lang === "he" ? "en" : "he";
+  localStorage.setItem("ui-lang", lang);
+  applyLanguage();
+});
+applyLanguage();

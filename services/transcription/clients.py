@@ -1,0 +1,238 @@
+"""Typed async clients for the three gRPC services.
+
+The gateway, the command-line client and other teams' services all talk to the
+platform through these. Streaming calls are async iterators of the protobuf
+event messages; failures arrive as `transcription.errors.ServiceError`
+subclasses carrying the server's message.
+
+    async with DownloaderClient("127.0.0.1:50051") as downloader:
+        async for event in downloader.fetch("https://example.org/talk.mp3"):
+            ...
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from transcription import errors
+from transcription.v1 import (
+    asr_pb2,
+    asr_pb2_grpc,
+    common_pb2,
+    diarizer_pb2,
+    diarizer_pb2_grpc,
+    downloader_pb2,
+    downloader_pb2_grpc,
+)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _translate(exc: grpc.aio.AioRpcError, service: str) -> errors.ServiceError:
+    code = exc.code()
+    message = exc.details() or code.name
+    if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in message.lower():
+        message = f"the {service} service is unavailable"
+    return errors.from_status(code.name, message)
+
+
+def _translating(method):
+    """Re-raise gRPC failures of a client method as `ServiceError`s."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self, *args, **kwargs):
+            try:
+                async for item in method(self, *args, **kwargs):
+                    yield item
+            except grpc.aio.AioRpcError as exc:
+                raise _translate(exc, self.service_name) from None
+
+        return stream
+
+    @functools.wraps(method)
+    async def unary(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, self.service_name) from None
+
+    return unary
+
+
+def audio_ref(audio: str | bytes | common_pb2.AudioRef) -> common_pb2.AudioRef:
+    """An `AudioRef` from a content id (str), inline file bytes, or a ref."""
+    if isinstance(audio, common_pb2.AudioRef):
+        return audio
+    if isinstance(audio, bytes):
+        return common_pb2.AudioRef(inline_audio=audio)
+    return common_pb2.AudioRef(content_id=audio)
+
+
+class _Client:
+    service_name = ""
+    grpc_service = ""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        self.address = address
+        self.channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.keepalive_time_ms", 30_000),
+            ],
+        )
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    async def health(self, timeout: float = 2.0) -> str:
+        """The service's health status name (``SERVING``, ``NOT_SERVING``, ``UNAVAILABLE``)."""
+        try:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=self.grpc_service), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return "UNAVAILABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+
+class DownloaderClient(_Client):
+    service_name = "downloader"
+    grpc_service = "transcription.v1.Downloader"
+
+    def __init__(self, address: str, **kwargs):
+        super().__init__(address, **kwargs)
+        self.stub = downloader_pb2_grpc.DownloaderStub(self.channel)
+
+    @_translating
+    async def fetch(
+        self,
+        url: str,
+        *,
+        force_refresh: bool = False,
+        method: int = downloader_pb2.FETCH_METHOD_AUTO,
+        timeout: float | None = None,
+    ) -> AsyncIterator[downloader_pb2.FetchEvent]:
+        request = downloader_pb2.FetchRequest(url=url, force_refresh=force_refresh, method=method)
+        async for event in self.stub.Fetch(request, timeout=timeout):
+            yield event
+
+    @_translating
+    async def iter_audio(
+        self, content_id: str, *, offset: int = 0, length: int = 0
+    ) -> AsyncIterator[downloader_pb2.AudioChunk]:
+        request = downloader_pb2.ReadAudioRequest(content_id=content_id, offset=offset, length=length)
+        async for chunk in self.stub.ReadAudio(request):
+            yield chunk
+
+    async def read_audio(self, content_id: str) -> bytes:
+        """The whole stored file."""
+        return b"".join([chunk.data async for chunk in self.iter_audio(content_id)])
+
+    @_translating
+    async def video_info(self, url: str, *, timeout: float | None = 60) -> downloader_pb2.MediaMetadata:
+        return await self.stub.GetVideoInfo(downloader_pb2.VideoInfoRequest(url=url), timeout=timeout)
+
+    @_translating
+    async def cache_stats(self) -> common_pb2.CacheStats:
+        return await self.stub.GetCacheStats(common_pb2.CacheStatsRequest(), timeout=30)
+
+    @_translating
+    async def clear_cache(self) -> common_pb2.CacheClearResponse:
+        return await self.stub.ClearCache(common_pb2.CacheClearRequest(), timeout=60)
+
+
+class AsrClient(_Client):
+    service_name = "ASR"
+    grpc_service = "transcription.v1.Asr"
+
+    def __init__(self, address: str, **kwargs):
+        super().__init__(address, **kwargs)
+        self.stub = asr_pb2_grpc.AsrStub(self.channel)
+
+    @_translating
+    async def transcribe(
+        self,
+        audio: str | bytes | common_pb2.AudioRef,
+        options: asr_pb2.TranscribeOptions | None = None,
+        *,
+        request_id: str = "",
+        skip_cache: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[asr_pb2.TranscribeEvent]:
+        request = asr_pb2.TranscribeRequest(
+            audio=audio_ref(audio),
+            options=options or asr_pb2.TranscribeOptions(),
+            request_id=request_id,
+            skip_cache=skip_cache,
+        )
+        async for event in self.stub.Transcribe(request, timeout=timeout):
+            yield event
+
+    @_translating
+    async def list_models(self) -> asr_pb2.ListModelsResponse:
+        return await self.stub.ListModels(asr_pb2.ListModelsRequest(), timeout=30)
+
+    @_translating
+    async def device_info(self) -> common_pb2.DeviceInfo:
+        return await self.stub.GetDeviceInfo(common_pb2.DeviceInfoRequest(), timeout=30)
+
+    @_translating
+    async def cache_stats(self) -> common_pb2.CacheStats:
+        return await self.stub.GetCacheStats(common_pb2.CacheStatsRequest(), timeout=30)
+
+    @_translating
+    async def clear_cache(self) -> common_pb2.CacheClearResponse:
+        return await self.stub.ClearCache(common_pb2.CacheClearRequest(), timeout=60)
+
+
+class DiarizerClient(_Client):
+    service_name = "diarizer"
+    grpc_service = "transcription.v1.Diarizer"
+
+    def __init__(self, address: str, **kwargs):
+        super().__init__(address, **kwargs)
+        self.stub = diarizer_pb2_grpc.DiarizerStub(self.channel)
+
+    @_translating
+    async def diarize(
+        self,
+        audio: str | bytes | common_pb2.AudioRef,
+        options: diarizer_pb2.DiarizeOptions | None = None,
+        *,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> AsyncIterator[diarizer_pb2.DiarizeEvent]:
+        request = diarizer_pb2.DiarizeRequest(
+            audio=audio_ref(audio), options=options or diarizer_pb2.DiarizeOptions(), request_id=request_id
+        )
+        async for event in self.stub.Diarize(request, timeout=timeout):
+            yield event
+
+    @_translating
+    async def device_info(self) -> common_pb2.DeviceInfo:
+        return await self.stub.GetDeviceInfo(common_pb2.DeviceInfoRequest(), timeout=30)
+
+
+async def resolve_audio(ref: common_pb2.AudioRef, downloader: DownloaderClient) -> bytes:
+    """The bytes behind an `AudioRef`: inline, or pulled from the downloader by content id."""
+    kind = ref.WhichOneof("source")
+    if kind == "inline_audio":
+        if not ref.inline_audio:
+            raise errors.InvalidArgument("inline audio is empty")
+        return ref.inline_audio
+    if kind != "content_id" or not ref.content_id:
+        raise errors.InvalidArgument("no audio given: set audio.content_id or audio.inline_audio")
+    return await downloader.read_audio(ref.content_id)

@@ -1,0 +1,74 @@
+"""Errors the core logic raises, named after the gRPC status they become.
+
+Core modules stay free of gRPC: they raise these, the transport layer maps them
+to a status code (server side) and back (client side), so a message written
+deep in the downloader reaches the browser unchanged.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class: an expected failure with a message fit for the end user."""
+
+    status = "INTERNAL"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    status = "INVALID_ARGUMENT"
+
+
+class NotFound(ServiceError):
+    status = "NOT_FOUND"
+
+
+class FailedPrecondition(ServiceError):
+    """A missing token, key, model or backend."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(ServiceError):
+    status = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(ServiceError):
+    """A dependency (another service, a remote host) cannot be reached."""
+
+    status = "UNAVAILABLE"
+
+
+class Cancelled(ServiceError):
+    status = "CANCELLED"
+
+
+class DeadlineExceeded(ServiceError):
+    status = "DEADLINE_EXCEEDED"
+
+
+class Unimplemented(ServiceError):
+    status = "UNIMPLEMENTED"
+
+
+BY_STATUS: dict[str, type[ServiceError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        FailedPrecondition,
+        ResourceExhausted,
+        Unavailable,
+        Cancelled,
+        DeadlineExceeded,
+        Unimplemented,
+    )
+}
+
+
+def from_status(status_name: str, message: str) -> ServiceError:
+    """The exception for a gRPC status name such as ``"NOT_FOUND"``."""
+    return BY_STATUS.get(status_name, ServiceError)(message)

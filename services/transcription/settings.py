@@ -1,0 +1,39 @@
+"""Configuration shared by every service; each service extends `CommonSettings`.
+
+Every field is read from the environment variable of the same name in upper
+case (``data_dir`` -> ``DATA_DIR``); the README's configuration table lists
+them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DOWNLOADER_PORT = 50051
+DEFAULT_ASR_PORT = 50052
+DEFAULT_DIARIZER_PORT = 50053
+DEFAULT_GATEWAY_PORT = 8000
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    # Root of every cache and model file the services write.
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    # Seconds in-flight streams get to finish after SIGTERM before they are cancelled.
+    grpc_grace_seconds: float = 10.0
+    # Largest gRPC message accepted or sent (inline audio travels in one message).
+    grpc_max_message_bytes: int = 64 * 1024 * 1024
+
+    downloader_addr: str = f"127.0.0.1:{DEFAULT_DOWNLOADER_PORT}"
+    asr_addr: str = f"127.0.0.1:{DEFAULT_ASR_PORT}"
+    diarizer_addr: str = f"127.0.0.1:{DEFAULT_DIARIZER_PORT}"
+
+    def subdir(self, name: str) -> Path:
+        """A directory under ``data_dir``, created on first use."""
+        path = self.data_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path

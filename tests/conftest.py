@@ -1,0 +1,215 @@
+"""Fixtures: the real system on loopback ports, a local media server, shared helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import wave
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+import av
+import jiwer
+import numpy as np
+import pytest
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+TESTDATA = ROOT.parent / "shared" / "testdata"
+sys.path.insert(0, str(TESTS / "netguard"))
+sys.path.insert(0, str(ROOT / "services"))
+
+import loopback_only  # noqa: E402
+
+loopback_only.install()
+
+from transcription.launcher import Ports, ServiceGroup  # noqa: E402
+
+SAMPLE_WAV = TESTDATA / "pyannote-sample" / "sample.wav"
+SAMPLE_STM = TESTDATA / "pyannote-sample" / "sample.stm"
+JFK_FLAC = TESTDATA / "jfk" / "jfk.flac"
+JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+AMI_CLIPS = [TESTDATA / "ami-debug" / f"{name}.wav" for name in ("dev00", "dev01", "tst00", "tst01")]
+
+
+# -- scoring -------------------------------------------------------------------
+
+
+def normalise(text: str) -> str:
+    """Lower-case, punctuation stripped (apostrophes too), spaces collapsed."""
+    text = re.sub(r"[^\w\s]", "", text.lower())
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalise(reference), normalise(hypothesis))
+
+
+def stm_text(path: Path) -> str:
+    return " ".join(line.split(maxsplit=5)[5] for line in path.read_text().splitlines() if line.strip())
+
+
+# -- local media server ----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        if self.path.startswith("/redirect-to?u="):
+            self.send_response(302)
+            self.send_header("Location", unquote(self.path.removeprefix("/redirect-to?u=")))
+            self.end_headers()
+            return
+        if self.path.startswith("/redirect/"):
+            self.send_response(302)
+            self.send_header("Location", "/" + self.path.removeprefix("/redirect/"))
+            self.end_headers()
+            return
+        if self.path == "/truncated.wav":
+            # Promises more bytes than it sends, then hangs up mid-body.
+            self.send_response(200)
+            self.send_header("Content-Length", str(1_000_000))
+            self.end_headers()
+            self.wfile.write(SAMPLE_WAV.read_bytes()[:50_000])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@dataclass
+class MediaServer:
+    directory: Path
+    port: int
+    requests: list[str] = field(default_factory=list)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}/{path}"
+
+    def count(self, path: str) -> int:
+        return sum(1 for r in self.requests if r == "/" + path)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> None:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """Mono float32 at 16 kHz, decoded with PyAV."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
+        frames = [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+    return np.concatenate(frames)
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> MediaServer:
+    """A real HTTP server on loopback serving the shared test audio."""
+    directory = tmp_path_factory.mktemp("media")
+    (directory / "sample.wav").symlink_to(SAMPLE_WAV)
+    (directory / "e2e.wav").symlink_to(SAMPLE_WAV)  # only the end-to-end test fetches this name
+    (directory / "jfk.flac").symlink_to(JFK_FLAC)
+    (directory / "not-audio.txt").write_text("this is not audio\n" * 100)
+    # Four 30-second AMI clips joined: two minutes, four decoding windows.
+    write_wav(directory / "ami-2min.wav", np.concatenate([read_audio(p) for p in AMI_CLIPS]))
+    # The same sample under another name, for tests that need a fresh download.
+    (directory / "sample-copy.wav").write_bytes(SAMPLE_WAV.read_bytes())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(directory)))
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield MediaServer(directory, server.server_address[1], server.requests)
+    server.shutdown()
+
+
+# -- the system under test ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory):
+    """All four services as subprocesses on free loopback ports."""
+    data = tmp_path_factory.mktemp("data")
+    ports = Ports(free_port(), free_port(), free_port(), free_port())
+    group = ServiceGroup(
+        ports,
+        env={
+            "DATA_DIR": str(data),
+            "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+            "GRPC_GRACE_SECONDS": "2",
+            "LOG_LEVEL": "INFO",
+        },
+        log_dir=data / "logs",
+    )
+    group.data_dir = data
+    try:
+        group.start(timeout=300)
+    except Exception:
+        for log in sorted((data / "logs").glob("*.log")):
+            print(f"----- {log.name}\n{log.read_text()[-5000:]}")
+        raise
+    yield group
+    group.stop()
+    for log in sorted((data / "logs").glob("*.log")):
+        text = log.read_text()
+        if "Traceback" in text:
+            print(f"----- {log.name} (has a traceback)\n{text[-5000:]}")
+
+
+@dataclass
+class Received:
+    messages: list[dict]
+    times: list[float]  # monotonic arrival time of each message
+
+    def of(self, kind: str) -> list[dict]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    def first_time(self, kind: str) -> float:
+        return next(t for m, t in zip(self.messages, self.times) if m["type"] == kind)
+
+
+async def ws_job(system: ServiceGroup, request: dict, timeout: float = 300) -> Received:
+    """Send one request on /ws/transcribe and collect messages up to complete/error."""
+    uri = f"ws://127.0.0.1:{system.ports.gateway}/ws/transcribe"
+    received = Received([], [])
+    async with websockets.connect(uri, max_size=None) as ws:
+        await ws.send(json.dumps(request))
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await ws.recv())
+                received.messages.append(message)
+                received.times.append(time.monotonic())
+                if message["type"] in ("complete", "error"):
+                    return received
+
+
+def final_segments(received: Received) -> list[dict]:
+    """Segments as a client that applies speaker_update holds them at the end."""
+    segments = {c["id"]: dict(c) for c in received.of("transcription_chunk")}
+    for update in received.of("speaker_update"):
+        for item in update["segments"]:
+            segments[item["id"]]["speaker"] = item["speaker"]
+    return [segments[k] for k in sorted(segments)]

