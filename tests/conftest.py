@@ -161,6 +161,8 @@ def system(tmp_path_factory):
             "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
             "GRPC_GRACE_SECONDS": "2",
             "LOG_LEVEL": "INFO",
+            # no model hub here: a name that is not bundled must fail at once, not retry
+            "HF_HUB_OFFLINE": "1",
         },
         log_dir=data / "logs",
     )

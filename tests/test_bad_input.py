@@ -33,9 +33,7 @@ def health(system) -> dict:
     ],
 )
 async def test_bad_request_gets_error_and_services_stay_healthy(system, media, request_body, expected):
-    body = {
-        k: v.format(closed=free_port(), media=media.url("")) if isinstance(v, str) else v for k, v in request_body.items()
-    }
+    body = {k: v.format(closed=free_port(), media=media.url("")) if isinstance(v, str) else v for k, v in request_body.items()}
     received = await ws_job(system, body, timeout=120)
     last = received.messages[-1]
     assert last["type"] == "error", received.messages

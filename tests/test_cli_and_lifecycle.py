@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import grpc
-import pytest
 
 from conftest import JFK_FLAC, ROOT, SAMPLE_STM, TESTS, free_port, stm_text, wer
 from transcription.v1 import downloader_pb2, downloader_pb2_grpc
@@ -80,3 +82,45 @@ def test_sigterm_lets_an_in_flight_stream_finish(tmp_path, media):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_launcher_starts_all_four_and_ctrl_c_stops_them(tmp_path):
+    """What `make run` runs: four SERVING services, the UI's URL, a clean stop on SIGINT."""
+    ports = {name: free_port() for name in ("DOWNLOADER_PORT", "ASR_PORT", "DIARIZER_PORT", "GATEWAY_PORT")}
+    env = {
+        **os.environ,
+        **{name: str(port) for name, port in ports.items()},
+        "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+        "DATA_DIR": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+    }
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "transcription.launcher"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output = []
+        for line in launcher.stdout:
+            output.append(line)
+            if line.startswith("Ready:") or launcher.poll() is not None:
+                break
+        text = "".join(output)
+        url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}/"
+        assert f"Ready: open {url}" in text, text
+        assert all(f"{name:<10} SERVING" in text for name in ("downloader", "asr", "diarizer", "gateway")), text
+        with urllib.request.urlopen(url + "health", timeout=10) as response:
+            assert json.loads(response.read())["status"] == "healthy"
+
+        launcher.send_signal(signal.SIGINT)
+        rest = launcher.communicate(timeout=60)[0]
+        assert launcher.returncode == 0, rest
+        assert "Traceback" not in rest and "Stopped." in rest, rest
+        assert not any(port_open(port) for port in ports.values()), "a service outlived the launcher"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()

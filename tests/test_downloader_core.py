@@ -15,7 +15,9 @@ from transcription.errors import InvalidArgument, Unavailable
 
 
 def fetcher(tmp_path, allowed: str = "", max_bytes: int = 10 * 1024**2) -> Fetcher:
-    return Fetcher(AudioStore(tmp_path / "store"), AddressPolicy(parse_networks(allowed)), max_bytes=max_bytes, connect_timeout=5, read_timeout=5)
+    return Fetcher(
+        AudioStore(tmp_path / "store"), AddressPolicy(parse_networks(allowed)), max_bytes=max_bytes, connect_timeout=5, read_timeout=5
+    )
 
 
 async def run(f: Fetcher, url: str) -> list:
@@ -24,7 +26,19 @@ async def run(f: Fetcher, url: str) -> list:
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "::1", "fe80::1", "fd00::1", "0.0.0.0", "::ffff:127.0.0.1", "224.0.0.1"],
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "0.0.0.0",
+        "::ffff:127.0.0.1",
+        "224.0.0.1",
+    ],
 )
 def test_policy_refuses_internal_addresses_by_default(address):
     assert not AddressPolicy([]).is_allowed(ipaddress.ip_address(address))
@@ -42,7 +56,12 @@ def test_policy_allows_public_and_configured_networks():
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:{port}/sample.wav", "http://media.test:{port}/sample.wav", "http://[::1]:{port}/sample.wav", "http://169.254.169.254/latest/meta-data/"],
+    [
+        "http://127.0.0.1:{port}/sample.wav",
+        "http://media.test:{port}/sample.wav",
+        "http://[::1]:{port}/sample.wav",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
 )
 async def test_fetch_refuses_loopback_and_private_without_allow_list(tmp_path, media, url):
     f = fetcher(tmp_path)

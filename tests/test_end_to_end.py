@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import urllib.request
 import json
+import urllib.request
 
 from conftest import SAMPLE_STM, final_segments, stm_text, wer, ws_job
 

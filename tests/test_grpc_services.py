@@ -57,8 +57,11 @@ async def test_downloader_fetch_and_read_back(system, media):
 
 
 async def test_downloader_via_ytdlp_and_video_info(system, media):
+    # a URL no other test fetched: the URL cache would answer with the direct fetch's metadata
+    url = media.url("jfk.flac") + "?through=ytdlp"
     async with DownloaderClient(addr(system, "downloader")) as client:
-        events = await fetch_events(client, media.url("jfk.flac"), method=downloader_pb2.FETCH_METHOD_YTDLP)
+        events = await fetch_events(client, url, method=downloader_pb2.FETCH_METHOD_YTDLP)
+        assert not any(e.HasField("cache_hit") for e in events)
         assert events[-1].ready.content_id == hashlib.sha256(JFK_FLAC.read_bytes()).hexdigest()
         metadata = next(e.metadata for e in events if e.HasField("metadata"))
         assert metadata.extractor.lower() == "generic"
@@ -69,7 +72,9 @@ async def test_downloader_via_ytdlp_and_video_info(system, media):
 async def test_asr_inline_audio(system):
     """A direct client with no downloader sends the file itself."""
     async with AsrClient(addr(system, "asr")) as client:
-        events = [e async for e in client.transcribe(JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en", word_timestamps=True))]
+        events = [
+            e async for e in client.transcribe(JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en", word_timestamps=True))
+        ]
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds[0] == "started" and kinds[-1] == "completed"
     assert events[0].started.language == "en"
@@ -86,6 +91,7 @@ async def test_asr_by_content_id_uses_transcript_cache(system, media):
         content_id = (await fetch_events(downloader, media.url("jfk.flac")))[-1].ready.content_id
     options = asr_pb2.TranscribeOptions(model="tiny.en")
     async with AsrClient(addr(system, "asr")) as client:
+        await client.clear_cache()  # other tests transcribe the same audio
         first = [e async for e in client.transcribe(content_id, options)]
         second = [e async for e in client.transcribe(content_id, options)]
     text = lambda events: [e.segment.text for e in events if e.HasField("segment")]  # noqa: E731
@@ -100,8 +106,18 @@ async def test_asr_by_content_id_uses_transcript_cache(system, media):
         (b"not audio at all" * 10, asr_pb2.TranscribeOptions(), grpc.StatusCode.INVALID_ARGUMENT, "not a readable audio"),
         ("f" * 64, asr_pb2.TranscribeOptions(), grpc.StatusCode.NOT_FOUND, "no stored audio"),
         ("xyz", asr_pb2.TranscribeOptions(), grpc.StatusCode.INVALID_ARGUMENT, "content_id must be a sha256"),
-        (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(backend=asr_pb2.BACKEND_DEEPGRAM), grpc.StatusCode.FAILED_PRECONDITION, "DEEPGRAM_API_KEY"),
-        (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en", language="he"), grpc.StatusCode.INVALID_ARGUMENT, "English-only"),
+        (
+            JFK_FLAC.read_bytes(),
+            asr_pb2.TranscribeOptions(backend=asr_pb2.BACKEND_DEEPGRAM),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "DEEPGRAM_API_KEY",
+        ),
+        (
+            JFK_FLAC.read_bytes(),
+            asr_pb2.TranscribeOptions(model="tiny.en", language="he"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "English-only",
+        ),
         (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(beam_size=99), grpc.StatusCode.INVALID_ARGUMENT, "beam_size"),
     ],
 )
@@ -144,7 +160,9 @@ def test_grpcurl_lists_services_through_reflection(system, service):
     listed = subprocess.run([grpcurl, "-plaintext", addr(system, service), "list"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     names = set(listed.stdout.split())
-    expected = {"downloader": "transcription.v1.Downloader", "asr": "transcription.v1.Asr", "diarizer": "transcription.v1.Diarizer"}[service]
+    expected = {"downloader": "transcription.v1.Downloader", "asr": "transcription.v1.Asr", "diarizer": "transcription.v1.Diarizer"}[
+        service
+    ]
     assert {expected, "grpc.health.v1.Health"} <= names
     health = subprocess.run(
         [grpcurl, "-plaintext", "-d", f'{{"service": "{expected}"}}', addr(system, service), "grpc.health.v1.Health/Check"],

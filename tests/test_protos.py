@@ -12,7 +12,15 @@ def test_generated_code_is_current(tmp_path):
     protos = sorted((ROOT / "protos" / "transcription" / "v1").glob("*.proto"))
     assert protos
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'protos'}", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}"]
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{ROOT / 'protos'}",
+            f"--python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+        ]
         + [str(p.relative_to(ROOT / "protos")) for p in protos],
         check=True,
         cwd=ROOT / "protos",

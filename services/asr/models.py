@@ -61,8 +61,12 @@ BUNDLED: dict[str, BundledModel] = {
                 "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
             ),
             "config.json": BundledFile(((_P1, "data/config.json"),), "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
-            "tokenizer.json": BundledFile(((_P1, "data/tokenizer.json"),), "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
-            "vocabulary.txt": BundledFile(((_P1, "data/vocabulary.txt"),), "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+            "tokenizer.json": BundledFile(
+                ((_P1, "data/tokenizer.json"),), "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"
+            ),
+            "vocabulary.txt": BundledFile(
+                ((_P1, "data/vocabulary.txt"),), "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"
+            ),
         },
     ),
     "tiny.en": BundledModel(
@@ -71,8 +75,12 @@ BUNDLED: dict[str, BundledModel] = {
         files={
             "model.bin": BundledFile(((_TINY, "model/model.bin"),), "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
             "config.json": BundledFile(((_TINY, "model/config.json"),), "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
-            "tokenizer.json": BundledFile(((_TINY, "model/tokenizer.json"),), "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
-            "vocabulary.txt": BundledFile(((_TINY, "model/vocabulary.txt"),), "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+            "tokenizer.json": BundledFile(
+                ((_TINY, "model/tokenizer.json"),), "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"
+            ),
+            "vocabulary.txt": BundledFile(
+                ((_TINY, "model/vocabulary.txt"),), "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"
+            ),
         },
     ),
 }
@@ -138,8 +146,7 @@ def resolve(name: str, models_dir: Path, *, offline: bool) -> ModelSource:
             return ModelSource(name, str(candidate), "local", not name.endswith(".en"))
     if offline:
         raise FailedPrecondition(
-            f"model '{name}' is not available offline: it is neither bundled ({', '.join(BUNDLED)}) "
-            "nor a local model directory"
+            f"model '{name}' is not available offline: it is neither bundled ({', '.join(BUNDLED)}) nor a local model directory"
         )
     return ModelSource(name, name, "hub", not name.endswith(".en"))
 

@@ -33,9 +33,7 @@ def _event_pb(event: engine.Event) -> asr_pb2.TranscribeEvent:
     if isinstance(event, engine.Progress):
         return asr_pb2.TranscribeEvent(progress=asr_pb2.TranscriptionProgress(**asdict(event)))
     if isinstance(event, engine.Started):
-        return asr_pb2.TranscribeEvent(
-            started=asr_pb2.TranscriptionStarted(**asdict(event), backend=asr_pb2.BACKEND_FASTER_WHISPER)
-        )
+        return asr_pb2.TranscribeEvent(started=asr_pb2.TranscriptionStarted(**asdict(event), backend=asr_pb2.BACKEND_FASTER_WHISPER))
     if isinstance(event, engine.Completed):
         return asr_pb2.TranscribeEvent(completed=asr_pb2.TranscriptionCompleted(**asdict(event)))
     raise TypeError(f"unknown event {event!r}")

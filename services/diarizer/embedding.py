@@ -76,7 +76,7 @@ class GE2ESpeakerEmbedding(Model):
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str) -> "GE2ESpeakerEmbedding":
+    def from_checkpoint(cls, path: Path | str) -> GE2ESpeakerEmbedding:
         """Load Resemblyzer's ``pretrained.pt`` (tensors only, no pickled code)."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = {
@@ -166,9 +166,7 @@ class GE2ESpeakerEmbedding(Model):
                 partials.append(utterance[start : start + PARTIAL_FRAMES])
                 owners.append(index)
 
-        embeddings = torch.full(
-            (len(utterances), EMBEDDING_DIM), math.nan, device=self.mel_fbank.device
-        )
+        embeddings = torch.full((len(utterances), EMBEDDING_DIM), math.nan, device=self.mel_fbank.device)
         if not partials:
             return embeddings
 

@@ -80,9 +80,7 @@ class Fetcher:
                 yield Ready(stored, from_cache=True)
                 return
 
-        use_ytdlp = method == Method.YTDLP or (
-            method == Method.AUTO and await asyncio.to_thread(ytdlp.has_site_extractor, url)
-        )
+        use_ytdlp = method == Method.YTDLP or (method == Method.AUTO and await asyncio.to_thread(ytdlp.has_site_extractor, url))
         source = self._via_ytdlp(url) if use_ytdlp else self._via_http(url)
         async for event in source:
             yield event
@@ -100,7 +98,9 @@ class Fetcher:
             digest = hashlib.sha256()
             async for event in self._download(url, tmp, digest):
                 yield event
-            metadata, stored = await self._finish(tmp, digest.hexdigest(), {"title": _title_from_url(url), "webpage_url": url, "extractor": "direct"})
+            metadata, stored = await self._finish(
+                tmp, digest.hexdigest(), {"title": _title_from_url(url), "webpage_url": url, "extractor": "direct"}
+            )
             self.store.remember_url(url, stored.content_id, metadata)
             yield Metadata(metadata)
             yield Ready(stored, from_cache=False)
@@ -131,7 +131,7 @@ class Fetcher:
                             if now - last_report >= PROGRESS_INTERVAL_SECONDS:
                                 last_report = now
                                 yield Progress(done, total)
-                    except (aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, aiohttp.ClientPayloadError) as exc:
                         raise Unavailable(f"the download was interrupted after {done} bytes ({type(exc).__name__})") from exc
                 if total and done != total:
                     raise Unavailable(f"the download ended after {done} of {total} bytes")
@@ -148,7 +148,7 @@ class Fetcher:
                 raise InvalidArgument(f"cannot resolve host {urlsplit(url).hostname}") from exc
             except aiohttp.ClientConnectorError as exc:
                 raise Unavailable(f"cannot connect to {urlsplit(url).netloc}: {exc.strerror or exc}") from exc
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 raise Unavailable(f"timed out connecting to {urlsplit(url).netloc}") from exc
             except aiohttp.ClientError as exc:
                 raise Unavailable(f"request to {urlsplit(url).netloc} failed: {exc}") from exc
@@ -181,9 +181,7 @@ class Fetcher:
                 loop.call_soon_threadsafe(queue.put_nowait, Progress(done, total))
 
         work_dir = self.store.new_tmp_dir()
-        job = asyncio.create_task(
-            asyncio.to_thread(ytdlp.download, url, work_dir, self.max_bytes, on_progress, lambda: stop)
-        )
+        job = asyncio.create_task(asyncio.to_thread(ytdlp.download, url, work_dir, self.max_bytes, on_progress, lambda: stop))
         try:
             while not job.done() or not queue.empty():
                 getter = asyncio.create_task(queue.get())

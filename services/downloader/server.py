@@ -24,9 +24,7 @@ def _event_pb(event) -> downloader_pb2.FetchEvent:
     if isinstance(event, Progress):
         percent = 100.0 * event.bytes_done / event.bytes_total if event.bytes_total else -1.0
         return downloader_pb2.FetchEvent(
-            progress=downloader_pb2.DownloadProgress(
-                bytes_done=event.bytes_done, bytes_total=event.bytes_total, percent=round(percent, 2)
-            )
+            progress=downloader_pb2.DownloadProgress(bytes_done=event.bytes_done, bytes_total=event.bytes_total, percent=round(percent, 2))
         )
     if isinstance(event, CacheHit):
         return downloader_pb2.FetchEvent(cache_hit=downloader_pb2.CacheHit(url=event.url, content_id=event.content_id))

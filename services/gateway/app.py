@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -58,7 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         return JSONResponse(
             {
                 "status": "healthy" if healthy else "degraded",
-                "timestamp": datetime.now(timezone.utc).isoformat(),
+                "timestamp": datetime.now(UTC).isoformat(),
                 "services": services,
             }
         )
@@ -84,7 +84,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse({"error": "the body must be JSON: {\"url\": ...}"}, status_code=400)
+            return JSONResponse({"error": 'the body must be JSON: {"url": ...}'}, status_code=400)
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url.strip():
             return JSONResponse({"error": "URL is required"}, status_code=400)

@@ -174,9 +174,7 @@ class Job:
             elif kind == "ready":
                 ready = event.ready
                 self.duration = ready.duration_seconds
-                await self.send(
-                    {"type": "capture_ready", "filename": f"{ready.content_id}.{ready.format}", "content_id": ready.content_id}
-                )
+                await self.send({"type": "capture_ready", "filename": f"{ready.content_id}.{ready.format}", "content_id": ready.content_id})
                 return ready.content_id
         raise errors.Unavailable("the downloader ended without delivering audio")
 
@@ -206,9 +204,7 @@ class Job:
                 await self._segment(event.segment)
             elif kind == "completed":
                 await self._progress(event.completed.audio_seconds, event.completed.audio_seconds, force=True)
-                await self.send(
-                    {"type": "transcription_status", "status": "completed", "from_cache": event.completed.from_cache}
-                )
+                await self.send({"type": "transcription_status", "status": "completed", "from_cache": event.completed.from_cache})
 
     async def _progress(self, done: float, total: float, force: bool = False) -> None:
         now = time.monotonic()

@@ -108,7 +108,19 @@ class _Client:
         await self.close()
 
 
-class DownloaderClient(_Client):
+class _CacheOwner(_Client):
+    """A service that keeps a cache: both stubs have GetCacheStats and ClearCache."""
+
+    @_translating
+    async def cache_stats(self) -> common_pb2.CacheStats:
+        return await self.stub.GetCacheStats(common_pb2.CacheStatsRequest(), timeout=30)
+
+    @_translating
+    async def clear_cache(self) -> common_pb2.CacheClearResponse:
+        return await self.stub.ClearCache(common_pb2.CacheClearRequest(), timeout=60)
+
+
+class DownloaderClient(_CacheOwner):
     service_name = "downloader"
     grpc_service = "transcription.v1.Downloader"
 
@@ -130,9 +142,7 @@ class DownloaderClient(_Client):
             yield event
 
     @_translating
-    async def iter_audio(
-        self, content_id: str, *, offset: int = 0, length: int = 0
-    ) -> AsyncIterator[downloader_pb2.AudioChunk]:
+    async def iter_audio(self, content_id: str, *, offset: int = 0, length: int = 0) -> AsyncIterator[downloader_pb2.AudioChunk]:
         request = downloader_pb2.ReadAudioRequest(content_id=content_id, offset=offset, length=length)
         async for chunk in self.stub.ReadAudio(request):
             yield chunk
@@ -145,16 +155,8 @@ class DownloaderClient(_Client):
     async def video_info(self, url: str, *, timeout: float | None = 60) -> downloader_pb2.MediaMetadata:
         return await self.stub.GetVideoInfo(downloader_pb2.VideoInfoRequest(url=url), timeout=timeout)
 
-    @_translating
-    async def cache_stats(self) -> common_pb2.CacheStats:
-        return await self.stub.GetCacheStats(common_pb2.CacheStatsRequest(), timeout=30)
 
-    @_translating
-    async def clear_cache(self) -> common_pb2.CacheClearResponse:
-        return await self.stub.ClearCache(common_pb2.CacheClearRequest(), timeout=60)
-
-
-class AsrClient(_Client):
+class AsrClient(_CacheOwner):
     service_name = "ASR"
     grpc_service = "transcription.v1.Asr"
 
@@ -188,14 +190,6 @@ class AsrClient(_Client):
     @_translating
     async def device_info(self) -> common_pb2.DeviceInfo:
         return await self.stub.GetDeviceInfo(common_pb2.DeviceInfoRequest(), timeout=30)
-
-    @_translating
-    async def cache_stats(self) -> common_pb2.CacheStats:
-        return await self.stub.GetCacheStats(common_pb2.CacheStatsRequest(), timeout=30)
-
-    @_translating
-    async def clear_cache(self) -> common_pb2.CacheClearResponse:
-        return await self.stub.ClearCache(common_pb2.CacheClearRequest(), timeout=60)
 
 
 class DiarizerClient(_Client):

@@ -86,8 +86,14 @@ class ServiceGroup:
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 out = (self.log_dir / f"{name}.log").open("ab")
+            # A session of its own: Ctrl-C in a terminal reaches only this
+            # process, which then stops the services in order with SIGTERM.
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", name], env=env, stdout=out, stderr=subprocess.STDOUT if out else None
+                [sys.executable, "-m", name],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
             )
         try:
             self.wait_until_serving(timeout)
@@ -155,7 +161,13 @@ def main() -> None:
     host = os.environ.get("BIND_HOST", "127.0.0.1")
     group = ServiceGroup(Ports.from_env(), host=host)
     print("Starting downloader, ASR, diarizer and gateway (the first start loads the models)...", flush=True)
-    group.start()
+    try:
+        group.start()
+    except KeyboardInterrupt:  # Ctrl-C while the models load: start() has stopped them
+        print("Stopped.", flush=True)
+        return
+    except (RuntimeError, TimeoutError) as error:
+        sys.exit(f"start-up failed: {error}")
     print(f"\nReady: open {group.url}  (Ctrl-C stops everything)\n", flush=True)
     stop = False
 
@@ -175,6 +187,7 @@ def main() -> None:
     finally:
         print("Stopping...", flush=True)
         group.stop()
+        print("Stopped.", flush=True)
 
 
 if __name__ == "__main__":
