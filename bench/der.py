@@ -28,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services"))
-TESTDATA = ROOT.parent / "shared" / "testdata"
+TESTDATA = Path(os.environ.get("TESTDATA_DIR") or ROOT.parent / "shared" / "testdata")
 
 from diarizer.engine import DiarizationEngine  # noqa: E402
 from transcription import audio as audio_io  # noqa: E402

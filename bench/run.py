@@ -38,7 +38,7 @@ import websockets  # noqa: E402
 from transcription import audio as audio_io  # noqa: E402
 from transcription.launcher import Ports, ServiceGroup  # noqa: E402
 
-SAMPLE = ROOT.parent / "shared" / "testdata" / "pyannote-sample" / "sample.wav"
+SAMPLE = der.TESTDATA / "pyannote-sample" / "sample.wav"
 README = ROOT / "README.md"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 

@@ -25,7 +25,10 @@ import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-TESTDATA = ROOT.parent / "shared" / "testdata"
+# The shared recordings sit beside the checkout (../shared/testdata); TESTDATA_DIR overrides.
+TESTDATA = Path(os.environ.get("TESTDATA_DIR") or ROOT.parent / "shared" / "testdata")
+if not TESTDATA.is_dir():
+    raise RuntimeError(f"the shared test recordings are not at {TESTDATA}; set TESTDATA_DIR to their folder")
 sys.path.insert(0, str(TESTS / "netguard"))
 sys.path.insert(0, str(ROOT / "services"))
 
