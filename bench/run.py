@@ -1,11 +1,14 @@
-"""End-to-end benchmark: the sample through the gateway vs faster-whisper in-process.
+"""End-to-end benchmark: audio through the gateway vs faster-whisper in-process, and DER.
 
 Both sides run in the same invocation on the same audio and settings (model
 base, int8 on CPU / float16 on CUDA, beam 5, VAD on, language detected), after
 one untimed warm-up each, alternating, so the ratio compares like with like on
 whatever machine runs it. Each gateway run starts with empty caches, so it
 includes the download from a local HTTP server, the gRPC hops and the
-WebSocket. Writes bench/RESULTS.md and the table between the markers in README.md.
+WebSocket. Audio: the 30-s sample (one decoding window) and the four AMI debug
+clips joined (120 s, four windows, where streaming shows in time to first
+segment). Then the diarization error rates of bench/der.py. Writes
+bench/RESULTS.md and the tables between the markers in README.md.
 
     make bench            # or: PYTHONPATH=services .venv/bin/python bench/run.py --runs 5
 """
@@ -25,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import wave
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,12 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services"))
 
 import der  # noqa: E402  (bench/ is on sys.path: this script runs from it)
+import numpy as np  # noqa: E402
 import websockets  # noqa: E402
 
 from transcription import audio as audio_io  # noqa: E402
 from transcription.launcher import Ports, ServiceGroup  # noqa: E402
 
 SAMPLE = der.TESTDATA / "pyannote-sample" / "sample.wav"
+AMI = der.TESTDATA / "ami-debug"
 README = ROOT / "README.md"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
@@ -76,6 +82,14 @@ async def gateway_run(gateway: str, media_url: str, diarize: bool) -> tuple[floa
                 return first, time.perf_counter() - began
 
 
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(audio_io.SAMPLE_RATE)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
 def inprocess_run(model, path: Path) -> tuple[float, float]:
     began = time.perf_counter()
     pcm = audio_io.decode(path)
@@ -105,9 +119,14 @@ def main() -> None:
     media_dir = data / "media"
     media_dir.mkdir()
     (media_dir / "sample.wav").symlink_to(SAMPLE)
+    # Four 30-s windows: where streaming shows (the sample is a single window,
+    # whose segments all arrive when that window is decoded).
+    ami = np.concatenate([audio_io.decode(AMI / f"{name}.wav") for name in ("dev00", "dev01", "tst00", "tst01")])
+    write_wav(media_dir / "ami-2min.wav", ami)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(media_dir)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    media_url = f"http://127.0.0.1:{server.server_address[1]}/sample.wav"
+    media = f"http://127.0.0.1:{server.server_address[1]}/"
+    recordings = {"sample, 30 s": "sample.wav", "AMI join, 120 s": "ami-2min.wav"}
 
     group = ServiceGroup(
         Ports(free_port(), free_port(), free_port(), free_port()),
@@ -116,29 +135,31 @@ def main() -> None:
     )
     group.start(timeout=300)
     gateway = f"127.0.0.1:{group.ports.gateway}"
+    rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
     try:
-        asyncio.run(gateway_run(gateway, media_url, diarize=True))  # warm-up: loads the models
+        asyncio.run(gateway_run(gateway, media + "sample.wav", diarize=True))  # warm-up: loads the models
         inprocess_run(model, SAMPLE)
-        rows: dict[str, list[tuple[float, float]]] = {"gateway": [], "gateway+diarization": [], "in-process": []}
-        for _ in range(args.runs):
-            rows["in-process"].append(inprocess_run(model, SAMPLE))
-            rows["gateway"].append(asyncio.run(gateway_run(gateway, media_url, diarize=False)))
-            rows["gateway+diarization"].append(asyncio.run(gateway_run(gateway, media_url, diarize=True)))
+        for label, name in recordings.items():
+            for _ in range(args.runs):
+                rows.setdefault((label, "in-process"), []).append(inprocess_run(model, media_dir / name))
+                rows.setdefault((label, "gateway"), []).append(asyncio.run(gateway_run(gateway, media + name, diarize=False)))
+                rows.setdefault((label, "gateway+diarization"), []).append(asyncio.run(gateway_run(gateway, media + name, diarize=True)))
     finally:
         group.stop()
         server.shutdown()
 
-    median = {name: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)) for name, runs in rows.items()}
-    base_first, base_total = median["in-process"]
+    median = {key: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)) for key, runs in rows.items()}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {device}/{compute_type}"
     lines = [
-        f"Sample: `pyannote-sample/sample.wav` (30 s), model base, beam 5, VAD on; median of {args.runs} runs on {machine}.",
+        f"Model base, beam 5, VAD on, language detected; median of {args.runs} runs on {machine}. "
+        "Gateway runs start with empty caches (download from a local HTTP server included).",
         "",
-        "| path | time to first segment | wall time | × in-process (first) | × in-process (wall) |",
-        "|---|---|---|---|---|",
+        "| audio | path | time to first segment | wall time | × in-process (first) | × in-process (wall) |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, (first, total) in median.items():
-        lines.append(f"| {name} | {first:.2f} s | {total:.2f} s | {first / base_first:.2f} | {total / base_total:.2f} |")
+    for (label, path), (first, total) in median.items():
+        base_first, base_total = median[(label, "in-process")]
+        lines.append(f"| {label} | {path} | {first:.2f} s | {total:.2f} s | {first / base_first:.2f} | {total / base_total:.2f} |")
     lines += [
         "",
         "Diarization, bundled offline pipeline (`bench/der.py`), pyannote.metrics inside each file's UEM, overlap scored; "

@@ -26,6 +26,7 @@ function applyLanguage() {
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   $("lang-toggle").textContent = t("toggle");
   document.querySelectorAll("#transcript .speaker").forEach(renderSpeaker);
+  renderStatus();
 }
 
 function fmt(seconds) {
@@ -46,8 +47,23 @@ function renderSpeaker(el) {
   if (!Number.isNaN(n)) el.classList.add(`speaker-${n % 6}`);
 }
 
-function setStatus(text, percent) {
-  $("status").textContent = text;
+// The status line remembers its key, so switching language re-renders it.
+let status = { key: null, suffix: "", text: "" };
+let transcribed = false;
+
+function renderStatus() {
+  $("status").textContent = status.key ? `${t(status.key)} ${status.suffix}`.trim() : status.text;
+}
+
+function setStatus(key, suffix, percent) {
+  status = { key, suffix: suffix || "", text: "" };
+  renderStatus();
+  if (percent !== undefined && percent !== null) $("progress").value = percent;
+}
+
+function setServerStatus(text, percent) {
+  status = { key: null, suffix: "", text: text || "" };
+  renderStatus();
   if (percent !== undefined && percent !== null) $("progress").value = percent;
 }
 
@@ -77,17 +93,18 @@ function setSpeakers(update) {
 
 function handle(msg, socket) {
   switch (msg.type) {
-    case "status": setStatus(msg.message, msg.progress); break;
+    case "status": setServerStatus(msg.message, msg.progress); break;
     case "download_progress":
-      setStatus(`${t("downloading")} ${msg.percent != null ? msg.percent.toFixed(0) + "%" : ""}`, msg.percent != null ? msg.percent * 0.3 : undefined);
+      setStatus("downloading", msg.percent != null ? msg.percent.toFixed(0) + "%" : "", msg.percent != null ? msg.percent * 0.3 : undefined);
       break;
-    case "cached_file": setStatus(t("cached"), 30); break;
+    case "cached_file": setStatus("cached", "", 30); break;
     case "metadata": $("media-title").textContent = msg.title || ""; break;
-    case "transcription_progress": setStatus(`${t("transcribing")} ${msg.progress}%`, 30 + msg.progress * 0.7); break;
+    case "transcription_status": if (msg.status === "completed") transcribed = true; break;
+    case "transcription_progress": setStatus("transcribing", `${msg.progress}%`, 30 + msg.progress * 0.7); break;
     case "transcription_chunk": $("transcript-area").hidden = false; addChunk(msg); break;
-    case "diarization_progress": break;
+    case "diarization_progress": if (transcribed) setStatus("speakers", `${Math.round(msg.progress)}%`); break;
     case "speaker_update": setSpeakers(msg); break;
-    case "complete": setStatus(t("done"), 100); finish(socket); break;
+    case "complete": setStatus("done", "", 100); finish(socket); break;
     case "error": showError(msg.error); finish(socket); break;
     default: break; // newer message types are ignored
   }
@@ -110,7 +127,8 @@ function start(event) {
   $("media-title").textContent = "";
   $("progress-area").hidden = false;
   $("start").disabled = true;
-  setStatus(t("downloading"), 0);
+  transcribed = false;
+  setStatus("downloading", "", 0);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws/transcribe`);
   socket.onopen = () => socket.send(JSON.stringify({
