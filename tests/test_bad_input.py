@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -30,6 +31,7 @@ def health(system) -> dict:
         ({"url": "{media}sample.wav", "backend": "deepgram"}, "DEEPGRAM_API_KEY"),
         ({"url": "{media}sample.wav", "model": "no-such-model", "enable_diarization": False}, "no-such-model"),
         ({"url": "{media}sample.wav", "enable_diarization": True, "min_speakers": 3, "max_speakers": 2}, "min_speakers"),
+        ({"url": "{media}sample.wav", "enable_diarization": True, "num_speakers": 2**32}, "between 0 and 100"),
     ],
 )
 async def test_bad_request_gets_error_and_services_stay_healthy(system, media, request_body, expected):
@@ -52,3 +54,34 @@ async def test_invalid_json_keeps_socket_usable(system, media):
         assert json.loads(await ws.recv()) == {"type": "error", "error": "the request must be JSON"}
         await ws.send(json.dumps({"url": ""}))
         assert json.loads(await ws.recv())["error"] == "URL is required"
+        await ws.send(b"\x00binary")
+        assert json.loads(await ws.recv())["error"] == "send the request as a JSON text message"
+        await ws.send(json.dumps({"url": ""}))
+        assert json.loads(await ws.recv())["error"] == "URL is required"
+
+
+async def test_other_web_origins_are_refused(system):
+    """A page on another site cannot drive the gateway through the user's browser."""
+    import websockets
+
+    uri = f"ws://127.0.0.1:{system.ports.gateway}/ws/transcribe"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(uri, origin="https://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
+    # its own origin (the page the gateway serves) is fine
+    async with websockets.connect(uri, origin=f"http://127.0.0.1:{system.ports.gateway}") as ws:
+        await ws.send(json.dumps({"url": ""}))
+        assert json.loads(await ws.recv())["error"] == "URL is required"
+
+    def post(origin: str) -> int:
+        request = urllib.request.Request(f"{system.url}api/cache/clear", data=b"", method="POST", headers={"Origin": origin})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            assert json.loads(error.read())["error"].startswith("cross-origin request refused")
+            return error.code
+
+    assert post("https://evil.example") == 403
+    assert post(f"http://127.0.0.1:{system.ports.gateway}") == 200

@@ -117,3 +117,26 @@ def test_store_sweeps_partial_files_left_by_a_crash(tmp_path):
     partial.write_bytes(b"half a download")
     AudioStore(tmp_path)  # a restarted service
     assert not partial.exists()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+    ],
+)
+def test_policy_judges_ipv6_by_the_ipv4_it_embeds(address):
+    assert not AddressPolicy([]).is_allowed(ipaddress.ip_address(address))
+
+
+# (inet_aton spellings such as 0x7f.0.0.1 go through DNS resolution, where the
+# resolver and the connect guard check the address they become)
+@pytest.mark.parametrize("host", ["①②⑦.0.0.1", "１２７.０.０.１"])
+async def test_other_spellings_of_loopback_are_refused(tmp_path, media, host):
+    before = len(media.requests)
+    with pytest.raises(InvalidArgument, match="refusing to fetch"):
+        await run(fetcher(tmp_path), f"http://{host}:{media.port}/sample.wav")
+    assert len(media.requests) == before

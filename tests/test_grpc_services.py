@@ -45,6 +45,8 @@ async def test_downloader_fetch_and_read_back(system, media):
         assert all(len(c.data) <= 1024 * 1024 for c in chunks)
         ranged = b"".join([c.data async for c in client.iter_audio(ready.content_id, offset=1000, length=5000)])
         assert ranged == SAMPLE_WAV.read_bytes()[1000:6000]
+        with pytest.raises(errors.OutOfRange, match="past the end"):
+            [c async for c in client.iter_audio(ready.content_id, offset=len(SAMPLE_WAV.read_bytes()) + 1)]
 
         # A redirect to the same file is followed; the URL cache then knows both URLs.
         redirected = await fetch_events(client, media.url("redirect/sample-copy.wav"))

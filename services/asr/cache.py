@@ -20,6 +20,8 @@ class TranscriptCache:
     def __init__(self, directory: Path):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.glob(".tmp-*"):  # from a process killed mid-write
+            leftover.unlink(missing_ok=True)
 
     def _path(self, content_id: str, options: Options) -> Path:
         key = hashlib.sha256(f"{content_id}|{options.cache_key()}".encode()).hexdigest()

@@ -15,7 +15,7 @@ from asr.models import BUNDLED, ModelRegistry
 from asr.settings import AsrSettings
 from transcription import audio, devices, log
 from transcription.clients import DownloaderClient, resolve_audio
-from transcription.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unimplemented
+from transcription.errors import FailedPrecondition, InvalidArgument, Unimplemented
 from transcription.grpc_server import rpc, serve
 from transcription.threads import Admission, stream_from_thread
 from transcription.v1 import asr_pb2, asr_pb2_grpc, common_pb2
@@ -39,13 +39,20 @@ def _event_pb(event: engine.Event) -> asr_pb2.TranscribeEvent:
     raise TypeError(f"unknown event {event!r}")
 
 
+def _replay(cached) -> list[engine.Event]:
+    """A cached transcript as the events of a fresh one, marked as from the cache."""
+    started, segments, completed = cached
+    completed.from_cache = True
+    return [started, *segments, engine.Progress(completed.audio_seconds, completed.audio_seconds), completed]
+
+
 class AsrServicer(asr_pb2_grpc.AsrServicer):
     def __init__(self, settings: AsrSettings, registry: ModelRegistry, cache: TranscriptCache, downloader: DownloaderClient):
         self.settings = settings
         self.registry = registry
         self.cache = cache
         self.downloader = downloader
-        self.admission = Admission(settings.asr_max_concurrent, settings.asr_max_queue)
+        self.admission = Admission(settings.asr_max_concurrent, settings.asr_max_queue, "ASR service")
 
     def _options(self, request: asr_pb2.TranscribeRequest) -> engine.Options:
         o = request.options
@@ -71,27 +78,30 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
     @rpc
     async def Transcribe(self, request: asr_pb2.TranscribeRequest, context):
         options = self._options(request)
-        if self.admission.full():
-            raise ResourceExhausted("the ASR service is at capacity; try again shortly")
-        data = await resolve_audio(request.audio, self.downloader)
-        content_id = request.audio.content_id or hashlib.sha256(data).hexdigest()
+        content_id = request.audio.content_id
+        if content_id and not request.skip_cache:  # a cache hit needs neither audio nor a slot
+            if cached := await asyncio.to_thread(self.cache.get, content_id, options):
+                for event in _replay(cached):
+                    yield _event_pb(event)
+                return
 
-        cached = None if request.skip_cache else await asyncio.to_thread(self.cache.get, content_id, options)
-        if cached:
-            started, segments, completed = cached
-            completed.from_cache = True
-            for event in (started, *segments, engine.Progress(completed.audio_seconds, completed.audio_seconds), completed):
-                yield _event_pb(event)
-            return
-
-        async with self.admission:
-            pcm = await asyncio.to_thread(audio.decode, data)
-            model = await self.registry.get(options.model)
-            events: list[engine.Event] = []
-            async for event in stream_from_thread(lambda emit: engine.transcribe(model, pcm, options, emit)):
-                if not isinstance(event, engine.Progress):
-                    events.append(event)
-                yield _event_pb(event)
+        async with self.admission.reserve() as place:
+            data = await resolve_audio(request.audio, self.downloader)
+            if not content_id:  # inline audio: keyed by its hash
+                content_id = hashlib.sha256(data).hexdigest()
+                if not request.skip_cache and (cached := await asyncio.to_thread(self.cache.get, content_id, options)):
+                    for event in _replay(cached):
+                        yield _event_pb(event)
+                    return
+            async with place.slot():
+                pcm = await asyncio.to_thread(audio.decode, data)
+                del data
+                model = await self.registry.get(options.model)
+                events: list[engine.Event] = []
+                async for event in stream_from_thread(lambda emit: engine.transcribe(model, pcm, options, emit)):
+                    if not isinstance(event, engine.Progress):
+                        events.append(event)
+                    yield _event_pb(event)
 
         if not request.skip_cache:
             started, *segments, completed = events
@@ -123,7 +133,8 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
 
     @rpc
     async def GetDeviceInfo(self, request, context):
-        return devices.device_info(self.registry.compute_type)
+        # the first CUDA query can take seconds: keep it off the event loop
+        return await asyncio.to_thread(devices.device_info, self.registry.compute_type)
 
     @rpc
     async def GetCacheStats(self, request, context):

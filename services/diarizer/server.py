@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import grpc
@@ -10,7 +11,7 @@ import grpc
 from diarizer.settings import DiarizerSettings
 from transcription import audio, devices, log
 from transcription.clients import DownloaderClient, resolve_audio
-from transcription.errors import InvalidArgument, ResourceExhausted
+from transcription.errors import FailedPrecondition, InvalidArgument
 from transcription.grpc_server import rpc, serve
 from transcription.threads import Admission, stream_from_thread
 from transcription.v1 import diarizer_pb2, diarizer_pb2_grpc
@@ -21,39 +22,42 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
         self.settings = settings
         self.engine = engine
         self.downloader = downloader
-        self.admission = Admission(settings.diarizer_max_concurrent, settings.diarizer_max_queue)
+        self.admission = Admission(settings.diarizer_max_concurrent, settings.diarizer_max_queue, "diarizer")
 
     @rpc
     async def Diarize(self, request: diarizer_pb2.DiarizeRequest, context):
         o = request.options
         if o.min_speakers and o.max_speakers and o.min_speakers > o.max_speakers:
             raise InvalidArgument("min_speakers cannot be larger than max_speakers")
-        if self.admission.full():
-            raise ResourceExhausted("the diarizer is at capacity; try again shortly")
-        data = await resolve_audio(request.audio, self.downloader)
-        async with self.admission:
-            began = time.monotonic()
-            yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage="decoding", percent=0))
-            pcm = await asyncio.to_thread(audio.decode, data)
-            await asyncio.to_thread(self.engine.load)
+        async with self.admission.reserve() as place:
+            data = await resolve_audio(request.audio, self.downloader)
+            async with place.slot():
+                began = time.monotonic()
+                yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage="decoding", percent=0))
+                pcm = await asyncio.to_thread(audio.decode, data)
+                del data
+                await asyncio.to_thread(self._load)
 
-            def work(emit):
-                turns = self.engine.diarize(
-                    pcm,
-                    num_speakers=o.num_speakers or None,
-                    min_speakers=o.min_speakers or None,
-                    max_speakers=o.max_speakers or None,
-                    progress=lambda stage, percent: emit((stage, percent)),
-                )
-                emit(turns)
+                def work(emit):
+                    try:
+                        turns = self.engine.diarize(
+                            pcm,
+                            num_speakers=o.num_speakers or None,
+                            min_speakers=o.min_speakers or None,
+                            max_speakers=o.max_speakers or None,
+                            progress=lambda stage, percent: emit((stage, percent)),
+                        )
+                    except ValueError as exc:  # the engine's word for unusable input
+                        raise InvalidArgument(str(exc)) from exc
+                    emit(turns)
 
-            turns = []
-            async for item in stream_from_thread(work):
-                if isinstance(item, tuple):
-                    stage, percent = item
-                    yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage=stage, percent=percent))
-                else:
-                    turns = item
+                turns = []
+                async for item in stream_from_thread(work):
+                    if isinstance(item, tuple):
+                        stage, percent = item
+                        yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage=stage, percent=percent))
+                    else:
+                        turns = item
         for turn in turns:
             yield diarizer_pb2.DiarizeEvent(turn=diarizer_pb2.SpeakerTurn(start=turn.start, end=turn.end, speaker=turn.speaker))
         yield diarizer_pb2.DiarizeEvent(
@@ -65,9 +69,16 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
             )
         )
 
+    def _load(self) -> None:
+        """Load the pipeline; a failure is a configuration problem, reported as one."""
+        try:
+            self.engine.load()
+        except Exception as exc:  # noqa: BLE001 - hub, file and weight errors come in many types
+            raise FailedPrecondition(f"the diarization pipeline cannot be loaded: {exc}".replace(": cannot load", ":")) from exc
+
     @rpc
     async def GetDeviceInfo(self, request, context):
-        return devices.device_info()
+        return await asyncio.to_thread(devices.device_info)
 
 
 def build(settings: DiarizerSettings) -> DiarizerServicer:
@@ -94,7 +105,11 @@ async def main() -> None:
 
     async def preload():
         if settings.diarizer_preload:
-            await asyncio.to_thread(servicer.engine.load)
+            try:
+                await asyncio.to_thread(servicer._load)
+            except FailedPrecondition as exc:  # misconfigured: say why and stop, no traceback
+                logging.getLogger("diarizer").error("%s", exc.message)
+                raise SystemExit(1) from None
 
     await serve(
         name="diarizer",

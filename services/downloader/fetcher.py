@@ -15,7 +15,7 @@ import aiohttp
 
 from downloader import ytdlp
 from downloader.events import CacheHit, FetchEvent, Metadata, Progress, Ready
-from downloader.netguard import AddressPolicy, GuardedResolver
+from downloader.netguard import AddressPolicy, GuardedResolver, RefusedAddress
 from downloader.store import AudioStore, StoredAudio
 from transcription import audio
 from transcription.errors import InvalidArgument, ServiceError, Unavailable
@@ -133,7 +133,7 @@ class Fetcher:
                                 yield Progress(done, total)
                     except (TimeoutError, aiohttp.ClientPayloadError) as exc:
                         raise Unavailable(f"the download was interrupted after {done} bytes ({type(exc).__name__})") from exc
-                if total and done != total:
+                if total and done != total and not response.headers.get("Content-Encoding"):
                     raise Unavailable(f"the download ended after {done} of {total} bytes")
                 yield Progress(done, total or done)
 
@@ -143,10 +143,15 @@ class Fetcher:
         for _ in range(MAX_REDIRECTS + 1):
             self.policy.check_url(url)
             try:
-                response = await session.get(url, allow_redirects=False)
+                # identity: Content-Length then counts the bytes we receive and store
+                response = await session.get(url, allow_redirects=False, headers={"Accept-Encoding": "identity"})
+            except aiohttp.InvalidURL as exc:
+                raise InvalidArgument(f"not a valid URL: {exc}") from exc
             except aiohttp.ClientConnectorDNSError as exc:
                 raise InvalidArgument(f"cannot resolve host {urlsplit(url).hostname}") from exc
             except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, RefusedAddress):  # the connect guard
+                    raise InvalidArgument(str(exc.os_error)) from exc
                 raise Unavailable(f"cannot connect to {urlsplit(url).netloc}: {exc.strerror or exc}") from exc
             except TimeoutError as exc:
                 raise Unavailable(f"timed out connecting to {urlsplit(url).netloc}") from exc
@@ -185,11 +190,14 @@ class Fetcher:
         try:
             while not job.done() or not queue.empty():
                 getter = asyncio.create_task(queue.get())
-                await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
+                try:
+                    await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    got = getter.done()
+                    if not got:  # the job ended first, or this stream was cancelled
+                        getter.cancel()
+                if got:
                     yield getter.result()
-                else:
-                    getter.cancel()
             media_file, metadata = job.result()
             size = media_file.stat().st_size
             yield Progress(size, size)

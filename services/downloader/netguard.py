@@ -2,18 +2,28 @@
 
 A transcription service that downloads any URL it is given is an SSRF
 vector: "transcribe http://169.254.169.254/..." must not reach the cloud
-metadata endpoint. Every address a host name resolves to is checked, for every
-hop of a redirect chain, and the connection goes to the checked address (the
-aiohttp resolver below), so DNS rebinding cannot slip past between check and
-connect.
+metadata endpoint. Two layers:
+
+* early, for clear errors: the URL's host (as aiohttp/yarl will read it, so
+  Unicode digits and other spellings of an IP are normalised first) and every
+  address a name resolves to are checked, for every hop of a redirect chain;
+* last, for everything else: ``install_connect_guard`` checks the peer address
+  of every outgoing TCP connection the downloader process makes, whoever makes
+  it (aiohttp, or yt-dlp with its own DNS, redirects and media URLs), so DNS
+  rebinding and redirects inside yt-dlp cannot slip past either.
+
+IPv6 addresses that embed an IPv4 one (mapped, 6to4, NAT64, Teredo) are judged
+by the embedded address.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
@@ -21,6 +31,9 @@ from transcription.errors import InvalidArgument
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the last 32 bits are IPv4.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 def parse_networks(spec: str) -> list[IPNetwork]:
@@ -33,10 +46,11 @@ class AddressPolicy:
         self.allowed_networks = allowed_networks
 
     def is_allowed(self, address: IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
         if any(address in net for net in self.allowed_networks):
             return True
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return self.is_allowed(embedded)
         return address.is_global and not address.is_multicast
 
     def check_address(self, host: str, address: str) -> None:
@@ -50,12 +64,14 @@ class AddressPolicy:
         """Validate scheme and host syntax; returns the host. Literal IPs are checked here."""
         try:
             parts = urlsplit(url)
+            # the host the HTTP client will actually connect to: yarl normalises
+            # IDNA and Unicode digits ("①②⑦.0.0.1" is 127.0.0.1 to it)
+            host = yarl.URL(url).host if parts.scheme in ("http", "https") else parts.hostname
         except ValueError as exc:
             raise InvalidArgument(f"not a valid URL: {exc}") from exc
         if parts.scheme not in ("http", "https"):
             shown = parts.scheme or "none"
             raise InvalidArgument(f"unsupported URL scheme '{shown}': only http and https URLs can be fetched")
-        host = parts.hostname
         if not host:
             raise InvalidArgument("the URL has no host name")
         try:
@@ -92,3 +108,66 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:
+        return address.sixtofour
+    if address.teredo:
+        return address.teredo[1]  # the client's (obfuscation undone by ipaddress)
+    if any(address in net for net in _NAT64):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+class RefusedAddress(PermissionError):
+    """A connection to an address the policy refuses (raised by the connect guard)."""
+
+
+def refused_message(host: str) -> str:
+    return f"refusing to connect to {host}: a private, loopback or link-local address (set DOWNLOADER_ALLOWED_NETWORKS to allow it)"
+
+
+# finds the guard's refusal inside the text of another library's exception
+REFUSED_PATTERN = re.compile(r"refusing to connect to ([0-9A-Fa-f.:]+): a private")
+
+
+_guarded_policy: AddressPolicy | None = None
+
+
+def install_connect_guard(policy: AddressPolicy) -> None:
+    """Check the peer of every outgoing IPv4/IPv6 TCP connection this process makes.
+
+    Wraps ``socket.socket.connect``/``connect_ex``, which asyncio's event loop
+    (aiohttp) and yt-dlp's HTTP handlers both end up calling. The downloader only
+    ever connects out to media servers (gRPC's own sockets live in C, and it only
+    accepts), so nothing legitimate is caught. Idempotent.
+    """
+    global _guarded_policy
+    first = _guarded_policy is None
+    _guarded_policy = policy
+    if not first:
+        return
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+
+    def check(sock: socket.socket, address) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+            host = str(address[0]).split("%")[0]
+            if not _guarded_policy.is_allowed(ipaddress.ip_address(host)):
+                raise RefusedAddress(refused_message(host))
+
+    def connect(self, address):
+        check(self, address)
+        return original_connect(self, address)
+
+    def connect_ex(self, address):
+        check(self, address)
+        return original_connect_ex(self, address)
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = connect_ex

@@ -8,11 +8,11 @@ import grpc
 
 from downloader.events import CacheHit, Metadata, Progress, Ready
 from downloader.fetcher import Fetcher
-from downloader.netguard import AddressPolicy, parse_networks
+from downloader.netguard import AddressPolicy, install_connect_guard, parse_networks
 from downloader.settings import DownloaderSettings
 from downloader.store import AudioStore, check_content_id
 from transcription import log
-from transcription.errors import NotFound
+from transcription.errors import OutOfRange
 from transcription.grpc_server import rpc, serve
 from transcription.v1 import common_pb2, downloader_pb2, downloader_pb2_grpc
 
@@ -61,7 +61,7 @@ class DownloaderServicer(downloader_pb2_grpc.DownloaderServicer):
         with self.store.open_audio(request.content_id) as f:
             total = f.seek(0, 2)
             if request.offset > total:
-                raise NotFound(f"offset {request.offset} is past the end ({total} bytes)")
+                raise OutOfRange(f"offset {request.offset} is past the end ({total} bytes)")
             end = min(total, request.offset + request.length) if request.length else total
             position = f.seek(request.offset)
             while position < end:
@@ -87,6 +87,7 @@ class DownloaderServicer(downloader_pb2_grpc.DownloaderServicer):
 def build(settings: DownloaderSettings) -> DownloaderServicer:
     store = AudioStore(settings.subdir("downloads"))
     policy = AddressPolicy(parse_networks(settings.downloader_allowed_networks))
+    install_connect_guard(policy)  # the last word on every connection this process makes
     fetcher = Fetcher(
         store,
         policy,

@@ -13,6 +13,7 @@ from pathlib import Path
 import yt_dlp
 from yt_dlp.utils import DownloadError
 
+from downloader import netguard
 from transcription.errors import InvalidArgument, Unavailable
 
 
@@ -47,15 +48,27 @@ def _base_options() -> dict:
         "no_warnings": True,
         "noprogress": True,
         "noplaylist": True,
+        # a URL that is only a playlist: its first entry, not every one of them
+        "playlist_items": "1",
         "socket_timeout": 30,
     }
 
 
 def _error(exc: DownloadError) -> Exception:
     message = str(exc).removeprefix("ERROR: ").strip()
+    refused = netguard.REFUSED_PATTERN.search(message)
+    if refused:  # the downloader's connect guard, from inside yt-dlp's HTTP stack
+        return InvalidArgument(netguard.refused_message(refused.group(1)))
     if "Unsupported URL" in message or "is not a valid URL" in message:
         return InvalidArgument(f"no audio found at this URL ({message})")
     return Unavailable(f"yt-dlp could not fetch the media: {message}")
+
+
+def _refuse_live(info: dict, *, incomplete: bool = False) -> str | None:
+    """yt-dlp match_filter: a live stream never ends, so it is not downloaded."""
+    if info.get("is_live"):
+        return "live streams cannot be transcribed (the download would never end)"
+    return None
 
 
 def extract_info(url: str) -> dict:
@@ -80,8 +93,13 @@ def download(
         if should_stop():
             raise InvalidArgument("download cancelled")
         if status.get("status") == "downloading":
+            done = int(status.get("downloaded_bytes") or 0)
+            # max_filesize below only works when the size is announced; streams
+            # (HLS, DASH, chunked) are stopped here instead
+            if done > max_bytes:
+                raise InvalidArgument(f"the download exceeded the {max_bytes}-byte limit")
             total = status.get("total_bytes") or status.get("total_bytes_estimate") or 0
-            on_progress(int(status.get("downloaded_bytes") or 0), int(total))
+            on_progress(done, int(total))
 
     options = {
         **_base_options(),
@@ -89,6 +107,7 @@ def download(
         "outtmpl": str(target_dir / "media.%(ext)s"),
         "progress_hooks": [hook],
         "max_filesize": max_bytes,
+        "match_filter": _refuse_live,
     }
     try:
         with yt_dlp.YoutubeDL(options) as ydl:

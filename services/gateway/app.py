@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -17,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.jobs import Clients, Job, JobRequest
+from gateway.origin import OriginGuard
 from gateway.settings import GatewaySettings
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
@@ -163,9 +165,14 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         try:
             # One connection may run several jobs, one after the other.
             while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                if message.get("text") is None:
+                    await send({"type": "error", "error": "send the request as a JSON text message"})
+                    continue
                 try:
-                    data = json.loads(await websocket.receive_text())
-                    request = JobRequest.from_message(data)
+                    request = JobRequest.from_message(json.loads(message["text"]))
                 except json.JSONDecodeError:
                     await send({"type": "error", "error": "the request must be JSON"})
                     continue
@@ -211,4 +218,5 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(OriginGuard, allowed_origins=[o.strip() for o in settings.gateway_allowed_origins.split(",") if o.strip()])],
     )

@@ -40,6 +40,9 @@ BACKENDS = {
 }
 
 
+MAX_SPEAKERS = 100  # far above any real meeting; keeps counts inside the proto's uint32
+
+
 @dataclass
 class JobRequest:
     url: str
@@ -73,8 +76,8 @@ class JobRequest:
             counts = {k: int(data.get(k) or 0) for k in ("num_speakers", "min_speakers", "max_speakers")}
         except (TypeError, ValueError):
             raise errors.InvalidArgument("speaker counts must be whole numbers") from None
-        if any(v < 0 for v in counts.values()):
-            raise errors.InvalidArgument("speaker counts cannot be negative")
+        if any(not 0 <= v <= MAX_SPEAKERS for v in counts.values()):
+            raise errors.InvalidArgument(f"speaker counts must be between 0 and {MAX_SPEAKERS}")
         if counts["min_speakers"] and counts["max_speakers"] and counts["min_speakers"] > counts["max_speakers"]:
             raise errors.InvalidArgument("min_speakers cannot be larger than max_speakers")
         language = data.get("language")

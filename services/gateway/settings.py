@@ -8,3 +8,6 @@ class GatewaySettings(CommonSettings):
     gateway_port: int = DEFAULT_GATEWAY_PORT
     # Smallest interval between two transcription_progress messages on one socket.
     gateway_progress_interval_seconds: float = 0.5
+    # Web origins, besides the gateway's own, whose pages may open /ws/transcribe
+    # and POST to the API (comma-separated, e.g. https://ui.example.org; "*" = any).
+    gateway_allowed_origins: str = ""

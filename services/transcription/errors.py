@@ -26,6 +26,12 @@ class NotFound(ServiceError):
     status = "NOT_FOUND"
 
 
+class OutOfRange(ServiceError):
+    """A byte offset past the end of stored audio."""
+
+    status = "OUT_OF_RANGE"
+
+
 class FailedPrecondition(ServiceError):
     """A missing token, key, model or backend."""
 
@@ -58,6 +64,7 @@ BY_STATUS: dict[str, type[ServiceError]] = {
     cls.status: cls
     for cls in (
         InvalidArgument,
+        OutOfRange,
         NotFound,
         FailedPrecondition,
         ResourceExhausted,

@@ -57,6 +57,7 @@ class ServiceGroup:
     host: str = "127.0.0.1"
     log_dir: Path | None = None  # None: children write to this process's stderr
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _logs: list = field(default_factory=list, repr=False)  # open log files, closed by stop()
 
     def service_env(self) -> dict[str, str]:
         p = self.ports
@@ -86,6 +87,7 @@ class ServiceGroup:
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 out = (self.log_dir / f"{name}.log").open("ab")
+                self._logs.append(out)
             # A session of its own: Ctrl-C in a terminal reaches only this
             # process, which then stops the services in order with SIGTERM.
             self.processes[name] = subprocess.Popen(
@@ -134,6 +136,9 @@ class ServiceGroup:
                 process.kill()
                 process.wait()
         self.processes.clear()
+        for log_file in self._logs:
+            log_file.close()
+        self._logs.clear()
 
     @property
     def url(self) -> str:

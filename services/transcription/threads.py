@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
+
+from transcription.errors import ResourceExhausted
 
 T = TypeVar("T")
 
@@ -59,30 +62,47 @@ async def stream_from_thread(work: Callable[[Callable[[T], None]], None]) -> Asy
 
 
 class Admission:
-    """At most ``max_active`` jobs at once and ``max_waiting`` queued behind them.
+    """At most ``max_active`` jobs at once and ``max_waiting`` more admitted behind them.
 
-    A job arriving when the queue is full is refused at once (the caller maps
-    that to RESOURCE_EXHAUSTED) instead of piling up unbounded work.
+    ``reserve()`` admits a job or refuses it at once with RESOURCE_EXHAUSTED,
+    before the job reads its audio: the check and the count happen with no
+    await in between, so a burst of requests cannot overshoot the queue, and a
+    refused request never holds its audio in memory. The job then waits for
+    one of the active slots with ``place.slot()``.
     """
 
-    def __init__(self, max_active: int, max_waiting: int):
+    def __init__(self, max_active: int, max_waiting: int, service: str):
         self._slots = asyncio.Semaphore(max_active)
-        self.max_waiting = max_waiting
-        self.waiting = 0
+        self.capacity = max_active + max_waiting
+        self.service = service
+        self.admitted = 0  # reserved, waiting or active
         self.active = 0
 
-    def full(self) -> bool:
-        return self._slots.locked() and self.waiting >= self.max_waiting
+    @property
+    def waiting(self) -> int:
+        return self.admitted - self.active
 
-    async def __aenter__(self):
-        self.waiting += 1
+    @contextlib.asynccontextmanager
+    async def reserve(self) -> AsyncIterator[_Place]:
+        if self.admitted >= self.capacity:
+            raise ResourceExhausted(f"the {self.service} is at capacity ({self.active} running, {self.waiting} waiting); try again shortly")
+        self.admitted += 1
         try:
-            await self._slots.acquire()
+            yield _Place(self)
         finally:
-            self.waiting -= 1
-        self.active += 1
-        return self
+            self.admitted -= 1
 
-    async def __aexit__(self, *exc_info) -> None:
-        self.active -= 1
-        self._slots.release()
+
+class _Place:
+    def __init__(self, admission: Admission):
+        self._admission = admission
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for an active slot and hold it for the block."""
+        async with self._admission._slots:
+            self._admission.active += 1
+            try:
+                yield
+            finally:
+                self._admission.active -= 1
