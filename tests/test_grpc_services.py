@@ -121,6 +121,7 @@ async def test_asr_by_content_id_uses_transcript_cache(system, media):
             "English-only",
         ),
         (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(beam_size=99), grpc.StatusCode.INVALID_ARGUMENT, "beam_size"),
+        (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="local/../../x"), grpc.StatusCode.INVALID_ARGUMENT, "may not contain '..'"),
     ],
 )
 async def test_asr_errors_are_status_codes(system, audio, options, code, message):

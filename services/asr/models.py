@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from transcription.errors import FailedPrecondition
+from transcription.errors import FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,8 @@ class ModelSource:
 
 
 def resolve(name: str, models_dir: Path, *, offline: bool) -> ModelSource:
+    if ".." in Path(name).parts:  # "local/../../elsewhere" must not escape models_dir
+        raise InvalidArgument(f"model name '{name}' may not contain '..'")
     bundled = BUNDLED.get(name)
     if bundled is not None and bundled.installed():
         return ModelSource(name, str(materialize_bundled(bundled, models_dir)), "bundled", bundled.multilingual)
