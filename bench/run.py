@@ -34,7 +34,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NETGUARD = ROOT / "tests" / "netguard"
 sys.path.insert(0, str(ROOT / "services"))
+sys.path.insert(0, str(NETGUARD))
+import loopback_only  # noqa: E402
+
+loopback_only.install()  # like the tests: benchmark traffic stays on loopback
 
 import der  # noqa: E402  (bench/ is on sys.path: this script runs from it)
 import numpy as np  # noqa: E402
@@ -130,7 +135,14 @@ def main() -> None:
 
     group = ServiceGroup(
         Ports(free_port(), free_port(), free_port(), free_port()),
-        env={"DATA_DIR": str(data), "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING"},
+        env={
+            "DATA_DIR": str(data),
+            "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "LOG_LEVEL": "WARNING",
+            # the services load tests/netguard/sitecustomize.py: loopback only, as in the tests
+            "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(ROOT / "services")]),
+            "HF_HUB_OFFLINE": "1",
+        },
         log_dir=data / "logs",
     )
     group.start(timeout=300)

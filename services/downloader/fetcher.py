@@ -19,18 +19,13 @@ from downloader.netguard import AddressPolicy, GuardedResolver, RefusedAddress
 from downloader.store import AudioStore, StoredAudio
 from transcription import audio
 from transcription.errors import InvalidArgument, ServiceError, Unavailable
+from transcription.v1 import downloader_pb2
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
 MAX_REDIRECTS = 10
 PROGRESS_INTERVAL_SECONDS = 0.2
-
-
-class Method:
-    AUTO = 0
-    DIRECT = 1
-    YTDLP = 2
 
 
 def _hash_file(path: Path) -> str:
@@ -64,7 +59,9 @@ class Fetcher:
 
     # -- public ----------------------------------------------------------
 
-    async def fetch(self, url: str, *, force_refresh: bool = False, method: int = Method.AUTO) -> AsyncIterator[FetchEvent]:
+    async def fetch(
+        self, url: str, *, force_refresh: bool = False, method: int = downloader_pb2.FETCH_METHOD_AUTO
+    ) -> AsyncIterator[FetchEvent]:
         url = url.strip()
         if not url:
             raise InvalidArgument("a URL is required")
@@ -80,7 +77,9 @@ class Fetcher:
                 yield Ready(stored, from_cache=True)
                 return
 
-        use_ytdlp = method == Method.YTDLP or (method == Method.AUTO and await asyncio.to_thread(ytdlp.has_site_extractor, url))
+        use_ytdlp = method == downloader_pb2.FETCH_METHOD_YTDLP or (
+            method == downloader_pb2.FETCH_METHOD_AUTO and await asyncio.to_thread(ytdlp.has_site_extractor, url)
+        )
         source = self._via_ytdlp(url) if use_ytdlp else self._via_http(url)
         async for event in source:
             yield event
