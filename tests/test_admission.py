@@ -16,9 +16,9 @@ async def test_admission_refuses_a_burst_beyond_capacity_at_once():
 
     async def job(name: str) -> None:
         try:
-            async with admission.reserve() as place:
+            async with admission.reserve():
                 await asyncio.sleep(0)  # e.g. reading the audio
-                async with place.slot():
+                async with admission.slot():
                     outcomes.append(f"{name} ran")
                     await release.wait()
         except ResourceExhausted as exc:

@@ -85,7 +85,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
                     yield _event_pb(event)
                 return
 
-        async with self.admission.reserve() as place:
+        async with self.admission.reserve():
             data = await resolve_audio(request.audio, self.downloader)
             if not content_id:  # inline audio: keyed by its hash
                 content_id = hashlib.sha256(data).hexdigest()
@@ -93,7 +93,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
                     for event in _replay(cached):
                         yield _event_pb(event)
                     return
-            async with place.slot():
+            async with self.admission.slot():
                 pcm = await asyncio.to_thread(audio.decode, data)
                 del data
                 model = await self.registry.get(options.model)

@@ -26,10 +26,10 @@ import numpy as np
 SAMPLE_RATE = 16000
 BUNDLED = "bundled"
 
-# Hyper-parameters of the bundled route, from a grid search with bench/der.py
-# (segmentation threshold 0.4-0.6, centroid/average linkage, clustering threshold
-# 0.35-0.7, minimum cluster size 6/12) on the pyannote sample and the AMI debug
-# clips. The sample finds its 2 speakers for every clustering threshold in
+# Hyper-parameters of the bundled route, from a grid search (segmentation
+# threshold 0.4-0.6, centroid/average linkage, clustering threshold 0.35-0.7,
+# minimum cluster size 6/12) scored like bench/der.py on the pyannote sample and
+# the AMI debug clips. The sample finds its 2 speakers for every clustering threshold in
 # 0.45-0.55 at this segmentation threshold; 0.5 sits in the middle of that window.
 # GE2E embeddings separate the AMI far-field voices poorly whatever the setting:
 # production should use a hub or local pyannote pipeline (README, "Models").
@@ -60,19 +60,13 @@ class DiarizationEngine:
         device: str = "cpu",
         num_threads: int = 1,
         hf_token: str | None = None,
-        parameters: dict | None = None,
     ):
         self.pipeline_name = pipeline
         self.device = device
         self.num_threads = num_threads
         self._hf_token = hf_token
-        self._parameters = parameters
         self._pipeline = None
         self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        return self._pipeline is not None
 
     def load(self) -> None:
         with self._lock:
@@ -85,7 +79,7 @@ class DiarizationEngine:
                 # more than one intra-op thread (see OFFLINE-MODELS.md).
                 torch.set_num_threads(self.num_threads)
             if self.pipeline_name == BUNDLED:
-                pipeline = build_bundled_pipeline(self._parameters)
+                pipeline = build_bundled_pipeline()
             else:
                 pipeline = _load_pretrained(self.pipeline_name, self._hf_token)
             pipeline.to(torch.device(self.device))
@@ -126,7 +120,7 @@ class DiarizationEngine:
         return turns_from_annotation(annotation)
 
 
-def build_bundled_pipeline(parameters: dict | None = None):
+def build_bundled_pipeline():
     """The offline pipeline: bundled segmentation + GE2E embeddings, agglomerative clustering."""
     from pyannote.audio import Model
     from pyannote.audio.core.plda import PLDA
@@ -153,7 +147,7 @@ def build_bundled_pipeline(parameters: dict | None = None):
         segmentation_batch_size=16,
         embedding_batch_size=16,
     )
-    pipeline.instantiate(parameters or BUNDLED_PARAMETERS)
+    pipeline.instantiate(BUNDLED_PARAMETERS)
     return pipeline
 
 
@@ -163,11 +157,11 @@ def _load_pretrained(name: str, hf_token: str | None):
     try:
         pipeline = Pipeline.from_pretrained(name, token=hf_token)
     except Exception as error:  # hub and file errors come in many types
-        raise RuntimeError(f"cannot load diarization pipeline {name!r}: {type(error).__name__}") from None
+        raise RuntimeError(f"{name!r}: {type(error).__name__}") from None
     if pipeline is None:
         # pyannote returns None (after logging) when a gated model needs a token
         hint = " (set HF_TOKEN to a token that accepted its conditions)" if not hf_token else ""
-        raise RuntimeError(f"cannot load diarization pipeline {name!r}{hint}")
+        raise RuntimeError(f"{name!r}{hint}")
     return pipeline
 
 

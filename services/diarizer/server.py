@@ -29,9 +29,9 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
         o = request.options
         if o.min_speakers and o.max_speakers and o.min_speakers > o.max_speakers:
             raise InvalidArgument("min_speakers cannot be larger than max_speakers")
-        async with self.admission.reserve() as place:
+        async with self.admission.reserve():
             data = await resolve_audio(request.audio, self.downloader)
-            async with place.slot():
+            async with self.admission.slot():
                 began = time.monotonic()
                 yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage="decoding", percent=0))
                 pcm = await asyncio.to_thread(audio.decode, data)
@@ -74,7 +74,7 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
         try:
             self.engine.load()
         except Exception as exc:  # noqa: BLE001 - hub, file and weight errors come in many types
-            raise FailedPrecondition(f"the diarization pipeline cannot be loaded: {exc}".replace(": cannot load", ":")) from exc
+            raise FailedPrecondition(f"the diarization pipeline cannot be loaded: {exc}") from exc
 
     @rpc
     async def GetDeviceInfo(self, request, context):

@@ -19,7 +19,6 @@ by the embedded address.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from urllib.parse import urlsplit
 
@@ -128,14 +127,6 @@ class RefusedAddress(PermissionError):
     """A connection to an address the policy refuses (raised by the connect guard)."""
 
 
-def refused_message(host: str) -> str:
-    return f"refusing to connect to {host}: a private, loopback or link-local address (set DOWNLOADER_ALLOWED_NETWORKS to allow it)"
-
-
-# finds the guard's refusal inside the text of another library's exception
-REFUSED_PATTERN = re.compile(r"refusing to connect to ([0-9A-Fa-f.:]+): a private")
-
-
 _guarded_policy: AddressPolicy | None = None
 
 
@@ -159,7 +150,10 @@ def install_connect_guard(policy: AddressPolicy) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
             host = str(address[0]).split("%")[0]
             if not _guarded_policy.is_allowed(ipaddress.ip_address(host)):
-                raise RefusedAddress(refused_message(host))
+                raise RefusedAddress(
+                    f"refusing to connect to {host}: a private, loopback or link-local address "
+                    "(set DOWNLOADER_ALLOWED_NETWORKS to allow it)"
+                )
 
     def connect(self, address):
         check(self, address)

@@ -54,11 +54,21 @@ def _base_options() -> dict:
     }
 
 
+def _refusal_in(exc: BaseException) -> netguard.RefusedAddress | None:
+    """The connect guard's refusal among the exceptions that caused ``exc``, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, netguard.RefusedAddress):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _error(exc: DownloadError) -> Exception:
     message = str(exc).removeprefix("ERROR: ").strip()
-    refused = netguard.REFUSED_PATTERN.search(message)
-    if refused:  # the downloader's connect guard, from inside yt-dlp's HTTP stack
-        return InvalidArgument(netguard.refused_message(refused.group(1)))
+    if refused := _refusal_in(exc):  # the downloader's connect guard, deep in yt-dlp's HTTP stack
+        return InvalidArgument(str(refused))
     if "Unsupported URL" in message or "is not a valid URL" in message:
         return InvalidArgument(f"no audio found at this URL ({message})")
     return Unavailable(f"yt-dlp could not fetch the media: {message}")

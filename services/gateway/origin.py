@@ -10,10 +10,12 @@ Clients that are not browsers send no ``Origin`` and are not affected.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 # Methods that change state or start work; GETs only read.
 GUARDED_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -26,13 +28,16 @@ class OriginGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         guarded = scope["type"] == "websocket" or (scope["type"] == "http" and scope["method"] in GUARDED_METHODS)
-        if guarded and not self.origin_allowed(scope):
-            await self.refuse(scope, send)
-            return
-        await self.app(scope, receive, send)
+        if not guarded or self.origin_allowed(Headers(scope=scope)):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            # closing before accepting makes the server answer the handshake with 403
+            await WebSocketClose(code=1008)(scope, receive, send)
+        else:
+            error = "cross-origin request refused (set GATEWAY_ALLOWED_ORIGINS to allow an origin)"
+            await JSONResponse({"error": error}, status_code=403)(scope, receive, send)
 
-    def origin_allowed(self, scope: Scope) -> bool:
-        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    def origin_allowed(self, headers: Headers) -> bool:
         origin = headers.get("origin")
         if origin is None:
             return True  # not a browser
@@ -40,13 +45,3 @@ class OriginGuard:
         if origin in self.allowed or "*" in self.allowed:
             return True
         return urlsplit(origin).netloc == headers.get("host", "").lower()
-
-    @staticmethod
-    async def refuse(scope: Scope, send: Send) -> None:
-        if scope["type"] == "websocket":
-            # closing before accepting makes the server answer the handshake with 403
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        body = json.dumps({"error": "cross-origin request refused (set GATEWAY_ALLOWED_ORIGINS to allow an origin)"}).encode()
-        await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})

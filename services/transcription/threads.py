@@ -68,7 +68,7 @@ class Admission:
     before the job reads its audio: the check and the count happen with no
     await in between, so a burst of requests cannot overshoot the queue, and a
     refused request never holds its audio in memory. The job then waits for
-    one of the active slots with ``place.slot()``.
+    one of the active slots with ``slot()``.
     """
 
     def __init__(self, max_active: int, max_waiting: int, service: str):
@@ -83,26 +83,22 @@ class Admission:
         return self.admitted - self.active
 
     @contextlib.asynccontextmanager
-    async def reserve(self) -> AsyncIterator[_Place]:
+    async def reserve(self) -> AsyncIterator[None]:
+        """Be admitted for the block, or get RESOURCE_EXHAUSTED now."""
         if self.admitted >= self.capacity:
             raise ResourceExhausted(f"the {self.service} is at capacity ({self.active} running, {self.waiting} waiting); try again shortly")
         self.admitted += 1
         try:
-            yield _Place(self)
+            yield
         finally:
             self.admitted -= 1
 
-
-class _Place:
-    def __init__(self, admission: Admission):
-        self._admission = admission
-
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Wait for an active slot and hold it for the block."""
-        async with self._admission._slots:
-            self._admission.active += 1
+        """Inside ``reserve()``: wait for an active slot and hold it for the block."""
+        async with self._slots:
+            self.active += 1
             try:
                 yield
             finally:
-                self._admission.active -= 1
+                self.active -= 1
