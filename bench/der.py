@@ -1,6 +1,6 @@
-"""Diarization error rate of the diarizer engine on the shared recordings.
+"""Diarization error rate of the diarizer engine on the test recordings (tests/data).
 
-Scores ``diarizer.engine`` (the bundled offline pipeline unless DIARIZER_PIPELINE
+Scores ``transcription.diarizer.engine`` (the bundled offline pipeline unless DIARIZER_PIPELINE
 says otherwise) with pyannote.metrics, at collar 0 (overlap scored, the setting
 of published pyannote benchmarks) and collar 0.25 s, inside each file's UEM:
 
@@ -12,14 +12,13 @@ of published pyannote benchmarks) and collar 0.25 s, inside each file's UEM:
 
 Each file runs twice: speaker count unknown, and given (``num_speakers``).
 
-    PYTHONPATH=services .venv/bin/python bench/der.py     # make bench runs it too
+    .venv/bin/python bench/der.py     # make bench runs it too
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "services"))
-TESTDATA = Path(os.environ.get("TESTDATA_DIR") or ROOT.parent / "shared" / "testdata")
+TESTDATA = Path(os.environ.get("TESTDATA_DIR") or ROOT / "tests" / "data")
 
-from diarizer.engine import DiarizationEngine  # noqa: E402
 from transcription import audio as audio_io  # noqa: E402
+from transcription.diarizer.engine import DiarizationEngine  # noqa: E402
 
 
 @dataclass

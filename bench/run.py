@@ -10,7 +10,7 @@ clips joined (120 s, four windows, where streaming shows in time to first
 segment). Then the diarization error rates of bench/der.py. Writes
 bench/RESULTS.md and the tables between the markers in README.md.
 
-    make bench            # or: PYTHONPATH=services .venv/bin/python bench/run.py --runs 5
+    make bench            # or: .venv/bin/python bench/run.py --runs 5
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NETGUARD = ROOT / "tests" / "netguard"
-sys.path.insert(0, str(ROOT / "services"))
 sys.path.insert(0, str(NETGUARD))
 import loopback_only  # noqa: E402
 
@@ -113,7 +112,7 @@ def main() -> None:
 
     from faster_whisper import WhisperModel
 
-    from asr.models import BUNDLED, materialize_bundled
+    from transcription.asr.models import BUNDLED, materialize_bundled
     from transcription.devices import pick_device
 
     data = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -140,7 +139,7 @@ def main() -> None:
             "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8",
             "LOG_LEVEL": "WARNING",
             # the services load tests/netguard/sitecustomize.py: loopback only, as in the tests
-            "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(ROOT / "services")]),
+            "PYTHONPATH": str(NETGUARD),
             "HF_HUB_OFFLINE": "1",
         },
         log_dir=data / "logs",

@@ -9,7 +9,6 @@ import re
 import socket
 import sys
 import threading
-import time
 import wave
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,18 +24,26 @@ import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-# The shared recordings sit beside the checkout (../shared/testdata); TESTDATA_DIR overrides.
-TESTDATA = Path(os.environ.get("TESTDATA_DIR") or ROOT.parent / "shared" / "testdata")
-if not TESTDATA.is_dir():
-    raise RuntimeError(f"the shared test recordings are not at {TESTDATA}; set TESTDATA_DIR to their folder")
+# The recordings ship in the repository (tests/data/README.md); TESTDATA_DIR points elsewhere.
+TESTDATA = Path(os.environ.get("TESTDATA_DIR") or TESTS / "data")
+if not (TESTDATA / "jfk" / "jfk.flac").is_file():
+    raise RuntimeError(f"the test recordings are not at {TESTDATA}; set TESTDATA_DIR to a folder laid out like tests/data")
 sys.path.insert(0, str(TESTS / "netguard"))
-sys.path.insert(0, str(ROOT / "services"))
 
 import loopback_only  # noqa: E402
 
 loopback_only.install()
 
 from transcription.launcher import Ports, ServiceGroup  # noqa: E402
+
+# On PYTHONPATH of every subprocess a test starts: its sitecustomize keeps it on loopback.
+NETGUARD = TESTS / "netguard"
+
+
+def console_command(name: str) -> str:
+    """A console command the package installs (pyproject's [project.scripts]), from this environment."""
+    return str(Path(sys.executable).with_name(name))
+
 
 HF_TOKEN_SENTINEL = "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0123"
 SAMPLE_WAV = TESTDATA / "pyannote-sample" / "sample.wav"
@@ -76,6 +83,10 @@ class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output clean
         pass
 
+    @property
+    def directory_path(self) -> Path:
+        return Path(self.directory)
+
     def do_GET(self):
         self.server.requests.append(self.path)
         if self.path.startswith("/redirect-to?u="):
@@ -87,6 +98,17 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", "/" + self.path.removeprefix("/redirect/"))
             self.end_headers()
+            return
+        if self.path.startswith("/gated/"):
+            # Half the file, then nothing until the test opens this name's gate.
+            body = (self.directory_path / self.path.removeprefix("/gated/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.server.gate(self.path).wait(timeout=120)
+            self.wfile.write(body[len(body) // 2 :])
             return
         if self.path == "/truncated.wav":
             # Promises more bytes than it sends, then hangs up mid-body.
@@ -100,11 +122,28 @@ class _Handler(SimpleHTTPRequestHandler):
         super().do_GET()
 
 
+class _MediaHTTPServer(ThreadingHTTPServer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.requests: list[str] = []
+        self._gates: dict[str, threading.Event] = {}
+        self._gates_lock = threading.Lock()
+
+    def gate(self, path: str) -> threading.Event:
+        """The event a ``/gated/<name>`` response waits on before its second half."""
+        with self._gates_lock:
+            return self._gates.setdefault(path, threading.Event())
+
+
 @dataclass
 class MediaServer:
     directory: Path
     port: int
+    server: _MediaHTTPServer
     requests: list[str] = field(default_factory=list)
+
+    def open_gate(self, path: str) -> None:
+        self.server.gate("/" + path).set()
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}/{path}"
@@ -132,7 +171,7 @@ def read_audio(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> MediaServer:
-    """A real HTTP server on loopback serving the shared test audio."""
+    """A real HTTP server on loopback serving the test audio."""
     directory = tmp_path_factory.mktemp("media")
     (directory / "sample.wav").symlink_to(SAMPLE_WAV)
     (directory / "e2e.wav").symlink_to(SAMPLE_WAV)  # only the end-to-end test fetches this name
@@ -142,10 +181,9 @@ def media(tmp_path_factory) -> MediaServer:
     write_wav(directory / "ami-2min.wav", np.concatenate([read_audio(p) for p in AMI_CLIPS]))
     # The same sample under another name, for tests that need a fresh download.
     (directory / "sample-copy.wav").write_bytes(SAMPLE_WAV.read_bytes())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(directory)))
-    server.requests = []
+    server = _MediaHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(directory)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield MediaServer(directory, server.server_address[1], server.requests)
+    yield MediaServer(directory, server.server_address[1], server, server.requests)
     server.shutdown()
 
 
@@ -162,7 +200,7 @@ def system(tmp_path_factory):
         env={
             "DATA_DIR": str(data),
             "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8",
-            "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+            "PYTHONPATH": str(NETGUARD),
             "GRPC_GRACE_SECONDS": "2",
             "LOG_LEVEL": "INFO",
             # no model hub here: a name that is not bundled must fail at once, not retry
@@ -190,26 +228,21 @@ def system(tmp_path_factory):
 @dataclass
 class Received:
     messages: list[dict]
-    times: list[float]  # monotonic arrival time of each message
 
     def of(self, kind: str) -> list[dict]:
         return [m for m in self.messages if m["type"] == kind]
-
-    def first_time(self, kind: str) -> float:
-        return next(t for m, t in zip(self.messages, self.times) if m["type"] == kind)
 
 
 async def ws_job(system: ServiceGroup, request: dict, timeout: float = 300) -> Received:
     """Send one request on /ws/transcribe and collect messages up to complete/error."""
     uri = f"ws://127.0.0.1:{system.ports.gateway}/ws/transcribe"
-    received = Received([], [])
+    received = Received([])
     async with websockets.connect(uri, max_size=None) as ws:
         await ws.send(json.dumps(request))
         async with asyncio.timeout(timeout):
             while True:
                 message = json.loads(await ws.recv())
                 received.messages.append(message)
-                received.times.append(time.monotonic())
                 if message["type"] in ("complete", "error"):
                     return received
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
-import sys
+import threading
 import time
 import urllib.request
 
 import grpc
 
-from conftest import JFK_FLAC, ROOT, SAMPLE_STM, TESTS, free_port, stm_text, wer
+from conftest import JFK_FLAC, NETGUARD, SAMPLE_STM, console_command, free_port, stm_text, wer
 from transcription.v1 import downloader_pb2, downloader_pb2_grpc
 
 LINE = re.compile(r"^\[(\d\d:\d\d:\d\d\.\d\d) -> (\d\d:\d\d:\d\d\.\d\d)\] (SPEAKER_\d\d): (.+)$")
@@ -23,16 +24,16 @@ LINE = re.compile(r"^\[(\d\d:\d\d:\d\d\.\d\d) -> (\d\d:\d\d:\d\d\.\d\d)\] (SPEAK
 def cli(system, *args: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+        "PYTHONPATH": str(NETGUARD),
         "DOWNLOADER_ADDR": f"127.0.0.1:{system.ports.downloader}",
         "ASR_ADDR": f"127.0.0.1:{system.ports.asr}",
         "DIARIZER_ADDR": f"127.0.0.1:{system.ports.diarizer}",
     }
-    return subprocess.run([sys.executable, "-m", "transcription.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([console_command("transcribe"), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_prints_speaker_labelled_transcript(system, media):
-    result = cli(system, "transcribe", media.url("sample.wav"), "--diarize")
+    result = cli(system, media.url("sample.wav"), "--diarize")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     parsed = [LINE.match(line) for line in lines]
@@ -42,46 +43,67 @@ def test_cli_prints_speaker_labelled_transcript(system, media):
 
 
 def test_cli_local_file_without_diarization(system):
-    result = cli(system, "transcribe", str(JFK_FLAC), "--model", "tiny.en")
+    result = cli(system, str(JFK_FLAC), "--model", "tiny.en")
     assert result.returncode == 0, result.stderr
     assert "ask not what your country can do for you" in result.stdout.lower()
 
 
 def test_cli_reports_errors_without_traceback(system):
-    result = cli(system, "transcribe", "file:///etc/passwd")
+    result = cli(system, "file:///etc/passwd")
     assert result.returncode == 1
     assert result.stderr.strip() == "error: unsupported URL scheme 'file': only http and https URLs can be fetched"
 
 
 def test_sigterm_lets_an_in_flight_stream_finish(tmp_path, media):
-    """SIGTERM: the stream in flight completes, then the process exits cleanly."""
+    """SIGTERM lands while a Fetch stream is open; that stream still completes, then the process exits cleanly.
+
+    The origin sends half the file and then waits for the test: the stream
+    cannot finish before the server has logged that it is shutting down.
+    """
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+        "PYTHONPATH": str(NETGUARD),
         "DATA_DIR": str(tmp_path),
         "DOWNLOADER_PORT": str(port),
         "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "GRPC_GRACE_SECONDS": "20",
+        "GRPC_GRACE_SECONDS": "60",
     }
-    process = subprocess.Popen([sys.executable, "-m", "downloader"], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([console_command("transcription-downloader")], env=env, stderr=subprocess.PIPE, text=True)
+    log_lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [log_lines.put(line) for line in process.stderr], daemon=True).start()
+    path = f"gated/sigterm-{port}/jfk.flac"
+    (media.directory / f"sigterm-{port}").mkdir()
+    (media.directory / f"sigterm-{port}" / "jfk.flac").symlink_to(JFK_FLAC)
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=60)
-        stub = downloader_pb2_grpc.DownloaderStub(channel)
-        ready = list(stub.Fetch(downloader_pb2.FetchRequest(url=media.url("jfk.flac"))))[-1].ready
-        # Read slowly in 1 KiB chunks so the stream is still open when SIGTERM arrives.
-        stream = stub.ReadAudio(downloader_pb2.ReadAudioRequest(content_id=ready.content_id, chunk_size=1024))
-        received = len(next(stream).data)
+        stream = downloader_pb2_grpc.DownloaderStub(channel).Fetch(downloader_pb2.FetchRequest(url=media.url(path)))
+        events: list = []
+        reader = threading.Thread(target=lambda: events.extend(stream), daemon=True)
+        reader.start()
+        wait_for(lambda: media.count(path) == 1, "the download to reach the origin")
+
         process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        received += sum(len(chunk.data) for chunk in stream)
-        assert received == JFK_FLAC.stat().st_size
+        wait_for(lambda: "shutting down" in log_lines.get(timeout=30), "the server to log its shutdown")
+        assert reader.is_alive() and process.poll() is None, "the stream ended before the gate opened"
+
+        media.open_gate(path)
+        reader.join(timeout=30)
+        assert events and events[-1].HasField("ready"), events
+        assert events[-1].ready.size_bytes == JFK_FLAC.stat().st_size
         assert process.wait(timeout=30) == 0
-        assert "shutting down" in process.stderr.read()
     finally:
+        media.open_gate(path)
         if process.poll() is None:
             process.kill()
+
+
+def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def port_open(port: int) -> bool:
@@ -96,12 +118,12 @@ def test_launcher_starts_all_four_and_ctrl_c_stops_them(tmp_path):
     env = {
         **os.environ,
         **{name: str(port) for name, port in ports.items()},
-        "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+        "PYTHONPATH": str(NETGUARD),
         "DATA_DIR": str(tmp_path),
         "HF_HUB_OFFLINE": "1",
     }
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "transcription.launcher"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [console_command("transcription-run")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         output = []

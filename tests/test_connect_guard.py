@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from functools import partial
-from http.server import ThreadingHTTPServer
 from urllib.parse import quote
 
 import grpc
 import pytest
 
-from conftest import ROOT, TESTS, _Handler, free_port
+from conftest import NETGUARD, _Handler, _MediaHTTPServer, console_command, free_port
 from transcription.clients import DownloaderClient
 from transcription.errors import InvalidArgument
 from transcription.v1 import downloader_pb2
@@ -28,8 +26,7 @@ from transcription.v1 import downloader_pb2
 @pytest.fixture(scope="module")
 def outside(media):
     """A media server on 127.0.0.2: the only place the downloader may fetch from."""
-    server = ThreadingHTTPServer(("127.0.0.2", 0), partial(_Handler, directory=str(media.directory)))
-    server.requests = []
+    server = _MediaHTTPServer(("127.0.0.2", 0), partial(_Handler, directory=str(media.directory)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -40,12 +37,12 @@ def downloader(tmp_path_factory):
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS / "netguard"), str(ROOT / "services")]),
+        "PYTHONPATH": str(NETGUARD),
         "DATA_DIR": str(tmp_path_factory.mktemp("guarded")),
         "DOWNLOADER_PORT": str(port),
         "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.2/32",
     }
-    process = subprocess.Popen([sys.executable, "-m", "downloader"], env=env)
+    process = subprocess.Popen([console_command("transcription-downloader")], env=env)
     grpc.channel_ready_future(grpc.insecure_channel(f"127.0.0.1:{port}")).result(timeout=60)
     yield f"127.0.0.1:{port}"
     process.terminate()

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from conftest import SAMPLE_WAV, TESTDATA, read_audio
-from diarizer import weights
-from diarizer.embedding import MIN_NUM_SAMPLES, GE2ESpeakerEmbedding
-from diarizer.engine import DiarizationEngine, SpeakerTurn, turns_from_annotation
+from transcription.bundled import BundledFile, BundledFileError
+from transcription.diarizer import weights
+from transcription.diarizer.embedding import MIN_NUM_SAMPLES, GE2ESpeakerEmbedding
+from transcription.diarizer.engine import DiarizationEngine, SpeakerTurn, turns_from_annotation
 
 SAMPLE_RTTM = TESTDATA / "pyannote-sample" / "sample.rttm"
 
@@ -55,12 +56,12 @@ def sample_turns(engine, sample):
 
 
 def test_bundled_weights_are_pinned_and_checked(tmp_path):
-    assert weights.locate(weights.SEGMENTATION).stat().st_size > 10_000_000
-    tampered = weights.BundledFile(weights.SPEAKER_ENCODER.package, weights.SPEAKER_ENCODER.relative_path, "0" * 64)
-    with pytest.raises(weights.WeightsError, match="expected 0000"):
-        weights.locate(tampered)
-    with pytest.raises(weights.WeightsError, match="not installed"):
-        weights.locate(weights.BundledFile("no_such_package_here", "x.bin", "0" * 64))
+    assert weights.SEGMENTATION.locate().stat().st_size > 10_000_000
+    tampered = BundledFile(weights.SPEAKER_ENCODER.parts, "0" * 64)
+    with pytest.raises(BundledFileError, match="expected 0000"):
+        tampered.locate()
+    with pytest.raises(BundledFileError, match="not installed"):
+        BundledFile.single("no_such_package_here", "x.bin", "0" * 64).locate()
 
 
 def test_sample_has_two_speakers_and_low_der(sample_turns):
@@ -112,7 +113,7 @@ def test_bad_input_is_a_value_error(engine, waveform, options, message):
 
 
 def test_ge2e_embeddings_tell_the_two_sample_speakers_apart(sample):
-    model = GE2ESpeakerEmbedding.from_checkpoint(weights.locate(weights.SPEAKER_ENCODER))
+    model = GE2ESpeakerEmbedding.from_checkpoint(weights.SPEAKER_ENCODER.locate())
     by_speaker: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for start, end, speaker in reference_turns():
@@ -134,7 +135,7 @@ def test_ge2e_embeddings_tell_the_two_sample_speakers_apart(sample):
 
 
 def test_ge2e_masks_select_frames_and_short_speech_is_nan(sample):
-    model = GE2ESpeakerEmbedding.from_checkpoint(weights.locate(weights.SPEAKER_ENCODER))
+    model = GE2ESpeakerEmbedding.from_checkpoint(weights.SPEAKER_ENCODER.locate())
     chunk = torch.from_numpy(sample[: 16_000 * 5].copy())[None, None].repeat(2, 1, 1)
     masks = torch.zeros(2, 293)
     masks[0, :] = 1.0  # whole chunk

@@ -7,10 +7,11 @@ import ipaddress
 import pytest
 
 from conftest import SAMPLE_WAV
-from downloader.events import CacheHit, Ready
-from downloader.fetcher import Fetcher
-from downloader.netguard import AddressPolicy, parse_networks
-from downloader.store import AudioStore
+from transcription.downloader import netguard
+from transcription.downloader.events import CacheHit, Ready
+from transcription.downloader.fetcher import Fetcher
+from transcription.downloader.netguard import AddressPolicy, parse_networks
+from transcription.downloader.store import AudioStore
 from transcription.errors import InvalidArgument, Unavailable
 
 
@@ -24,31 +25,106 @@ async def run(f: Fetcher, url: str) -> list:
     return [event async for event in f.fetch(url)]
 
 
-@pytest.mark.parametrize(
-    "address",
-    [
-        "127.0.0.1",
-        "10.1.2.3",
-        "172.16.0.1",
-        "192.168.1.1",
-        "169.254.169.254",
-        "::1",
-        "fe80::1",
-        "fd00::1",
-        "0.0.0.0",
-        "::ffff:127.0.0.1",
-        "224.0.0.1",
-    ],
-)
-def test_policy_refuses_internal_addresses_by_default(address):
+# One address inside every refused range, each a case ``ipaddress.is_global``
+# alone would not settle the same way on every Python: the project's own table
+# must refuse it. `test_every_refused_range_has_a_case` keeps this list complete.
+REFUSED = [
+    "0.1.2.3",
+    "10.1.2.3",
+    "100.64.0.1",
+    "127.0.0.1",
+    "169.254.169.254",
+    "172.16.0.1",
+    "172.31.255.254",
+    "192.0.0.8",  # CVE-2024-4032: Python 3.11.7 calls it global
+    "192.0.2.1",
+    "192.88.99.1",
+    "192.168.1.1",
+    "198.18.0.1",
+    "198.51.100.7",
+    "203.0.113.9",
+    "224.0.0.1",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "fe80::1",
+    "fd00::1",
+    "ff02::1",
+    "100::1",
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo
+    "2001:2::1",  # benchmarking
+    "2001:db8::1",
+    "3fff::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "64:ff9b::a9fe:a9fe",  # NAT64 /96 of 169.254.169.254
+    "64:ff9b::c000:8",  # NAT64 /96 of 192.0.0.8
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "2002:a00:1::",  # 6to4 of 10.0.0.1
+    # local-use NAT64 (64:ff9b:1::/48) of 10.0.0.1 at each prefix length the operator may pick
+    "64:ff9b:1:a00:0:100::",  # /48
+    "64:ff9b:1:a:0:1::",  # /56
+    "64:ff9b:1:0:a:0:100:0",  # /64
+    "64:ff9b:1::a00:1",  # /96
+]
+# Just outside the refused ranges, and the embedded forms of a public address.
+ALLOWED = [
+    "8.8.8.8",
+    "93.184.215.14",
+    "100.63.255.255",
+    "100.128.0.0",
+    "172.15.255.255",
+    "172.32.0.1",
+    "192.0.1.1",
+    "192.88.98.1",
+    "198.20.0.1",
+    "223.255.255.255",
+    "2606:4700::1111",
+    "2a00:1450:4001::200e",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",
+    "2002:808:808::",
+]
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_policy_refuses_internal_and_special_addresses(address):
     assert not AddressPolicy([]).is_allowed(ipaddress.ip_address(address))
 
 
-def test_policy_allows_public_and_configured_networks():
-    assert AddressPolicy([]).is_allowed(ipaddress.ip_address("93.184.215.14"))
+@pytest.mark.parametrize("address", ALLOWED)
+def test_policy_allows_public_addresses(address):
+    assert AddressPolicy([]).is_allowed(ipaddress.ip_address(address))
+
+
+def test_every_refused_range_has_a_case():
+    addresses = [ipaddress.ip_address(a) for a in REFUSED]
+    for network in netguard.REFUSED_IPV4 + netguard.REFUSED_IPV6:
+        assert any(a in network for a in addresses), f"no test address inside {network}"
+
+
+@pytest.mark.parametrize(
+    "prefix_length, address",
+    # RFC 6052 section 2.4's own examples: 192.0.2.33 under each prefix length
+    [
+        (32, "2001:db8:c000:221::"),
+        (40, "2001:db8:1c0:2:21::"),
+        (48, "2001:db8:122:c000:2:2100::"),
+        (56, "2001:db8:122:3c0:0:221::"),
+        (64, "2001:db8:122:344:c0:2:2100::"),
+        (96, "2001:db8:122:344::192.0.2.33"),
+    ],
+)
+def test_nat64_embedding_follows_rfc_6052(prefix_length, address):
+    assert netguard.nat64_embedded(ipaddress.ip_address(address), prefix_length) == ipaddress.ip_address("192.0.2.33")
+
+
+def test_policy_allows_configured_networks():
     policy = AddressPolicy(parse_networks("127.0.0.0/8, ::1/128"))
     assert policy.is_allowed(ipaddress.ip_address("127.0.0.5"))
     assert policy.is_allowed(ipaddress.ip_address("::1"))
+    assert policy.is_allowed(ipaddress.ip_address("::ffff:127.0.0.1"))
     assert not policy.is_allowed(ipaddress.ip_address("10.0.0.1"))
     with pytest.raises(ValueError):
         parse_networks("not-a-network")
@@ -117,19 +193,6 @@ def test_store_sweeps_partial_files_left_by_a_crash(tmp_path):
     partial.write_bytes(b"half a download")
     AudioStore(tmp_path)  # a restarted service
     assert not partial.exists()
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
-        "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
-        "2002:7f00:1::",  # 6to4 of 127.0.0.1
-        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
-    ],
-)
-def test_policy_judges_ipv6_by_the_ipv4_it_embeds(address):
-    assert not AddressPolicy([]).is_allowed(ipaddress.ip_address(address))
 
 
 # (inet_aton spellings such as 0x7f.0.0.1 go through DNS resolution, where the

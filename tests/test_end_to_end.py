@@ -55,13 +55,12 @@ async def test_segments_stream_while_later_windows_decode(system, media):
     assert len(chunks) >= 4
     assert max(c["end"] for c in chunks) > 90, "the transcript must reach the last window"
 
-    started = received.first_time("transcription_status")
-    first_chunk = received.first_time("transcription_chunk")
-    last_chunk = max(t for m, t in zip(received.messages, received.times) if m["type"] == "transcription_chunk")
-    decoding = last_chunk - started
     # The first segment reaches the client while the rest is still being decoded:
-    # a good part of the decoding time passes between the first and the last chunk.
-    assert last_chunk - first_chunk > 0.4 * decoding, (first_chunk - started, decoding)
+    # progress reports for later audio arrive between the first and the last chunk.
+    # (Message order, not timing: how fast this is belongs to `make bench`.)
+    first, last = received.messages.index(chunks[0]), received.messages.index(chunks[-1])
+    progress_between = [m["progress"] for m in received.messages[first:last] if m["type"] == "transcription_progress"]
+    assert progress_between and min(progress_between) < 100, "all segments arrived in one burst at the end"
     # ... and when it arrived, progress was far from done.
     index = received.messages.index(chunks[0])
     progress_before = [m["progress"] for m in received.messages[:index] if m["type"] == "transcription_progress"]

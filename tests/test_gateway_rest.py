@@ -27,11 +27,19 @@ def test_health_reports_every_service(system):
     assert body["timestamp"]
 
 
-def test_gpu(system):
+def test_gpu_reports_what_the_asr_service_uses(system):
+    """ASR_DEVICE=auto: CUDA with float16 where CTranslate2 sees a GPU, else CPU with int8."""
+    import ctranslate2
+
+    gpus = ctranslate2.get_cuda_device_count()  # asked here, independently of the service
     status, body = call(system, "/gpu")
     assert status == 200
-    assert body["gpu_available"] in (True, False)
-    assert {"gpu_name", "cuda_version"} <= body.keys()
+    assert body["gpu_available"] is (gpus > 0)
+    assert body["gpu_count"] == gpus
+    assert body["device"] == ("cuda" if gpus else "cpu")
+    assert body["compute_type"] == ("float16" if gpus else "int8")
+    if not gpus:
+        assert body["gpu_name"] is None and body["cuda_version"] is None and body["gpu_memory_total_bytes"] == 0
 
 
 def test_video_info(system, media):
@@ -53,19 +61,32 @@ def test_video_info_bad_input_is_4xx_json(system):
         raise AssertionError("malformed JSON was accepted")
 
 
-def test_models(system):
+async def test_models_listed_are_the_models_that_load(system, media):
+    """Every model /api/models calls available transcribes, and its multilingual flag is the model's own."""
+    import ctranslate2
+
+    from conftest import JFK_TEXT, wer, ws_job
+
     status, body = call(system, "/api/models")
     assert status == 200
-    names = {m["name"]: m for m in body["models"]}
-    assert names["base"]["available"] and names["base"]["multilingual"]
-    assert names["tiny.en"]["available"] and not names["tiny.en"]["multilingual"]
-    assert body["default_model"] == "base"
+    available = [m for m in body["models"] if m["available"] and m["source"] != "cloud"]  # cloud: Deepgram, no key here
+    assert body["default_model"] in {m["name"] for m in available}
+    assert {"base", "tiny.en"} <= {m["name"] for m in available}, "the bundled models must be offered offline"
+    for model in available:
+        received = await ws_job(system, {"url": media.url("jfk.flac"), "model": model["name"], "enable_diarization": False})
+        assert received.messages[-1]["type"] == "complete", (model, received.messages[-1])
+        text = " ".join(c["text"] for c in received.of("transcription_chunk"))
+        assert wer(JFK_TEXT, text) <= 0.1, (model["name"], text)
+        directory = system.data_dir / "models" / model["source"] / model["name"]
+        assert ctranslate2.models.Whisper(str(directory), device="cpu").is_multilingual == model["multilingual"], model
 
 
 async def test_cache_stats_and_clear(system, media):
-    from conftest import ws_job
+    from conftest import JFK_TEXT, wer, ws_job
 
-    await ws_job(system, {"url": media.url("jfk.flac"), "model": "tiny.en"})
+    first = await ws_job(system, {"url": media.url("jfk.flac"), "model": "tiny.en"})
+    assert first.messages[-1]["type"] == "complete", first.messages[-1]
+    assert wer(JFK_TEXT, " ".join(c["text"] for c in first.of("transcription_chunk"))) <= 0.1
     status, stats = call(system, "/api/download-cache/stats")
     assert status == 200 and stats["total_files"] >= 1 and stats["metadata_files"] >= 1
     assert stats["total_size_mb"] == round(stats["total_size"] / 1024 / 1024, 2)

@@ -1,4 +1,4 @@
-"""The generated stubs in services/transcription/v1 match protos/ (run `make protos` when this fails)."""
+"""The generated stubs in src/transcription/v1 match protos/ (run `make protos` when this fails)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_generated_code_is_current(tmp_path):
         cwd=ROOT / "protos",
     )
     fresh = {p.name: p.read_bytes() for p in (tmp_path / "transcription" / "v1").iterdir()}
-    committed = {p.name: p.read_bytes() for p in (ROOT / "services" / "transcription" / "v1").glob("*_pb2*.py*")}
+    committed = {p.name: p.read_bytes() for p in (ROOT / "src" / "transcription" / "v1").glob("*_pb2*.py*")}
     assert fresh.keys() == committed.keys()
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"stale generated code: {stale}; run `make protos`"

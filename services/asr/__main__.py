@@ -1,5 +1,0 @@
-import asyncio
-
-from asr.server import main
-
-asyncio.run(main())

@@ -1,5 +1,0 @@
-import asyncio
-
-from diarizer.server import main
-
-asyncio.run(main())

@@ -1,5 +1,0 @@
-import asyncio
-
-from downloader.server import main
-
-asyncio.run(main())

@@ -1,0 +1,3 @@
+from transcription.asr.server import run
+
+run()

@@ -1,0 +1,171 @@
+"""gRPC transport for the ASR service."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import asdict
+
+from transcription import audio, devices
+from transcription.asr import engine
+from transcription.asr.cache import TranscriptCache
+from transcription.asr.models import BUNDLED, ModelRegistry
+from transcription.asr.settings import AsrSettings
+from transcription.clients import DownloaderClient, resolve_audio
+from transcription.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from transcription.grpc_server import rpc, run_service
+from transcription.threads import Admission, stream_from_thread
+from transcription.v1 import asr_pb2, asr_pb2_grpc, common_pb2
+
+logger = logging.getLogger(__name__)
+
+MAX_BEAM_SIZE = 20
+
+
+def _event_pb(event: engine.Event) -> asr_pb2.TranscribeEvent:
+    if isinstance(event, engine.Segment):
+        fields = asdict(event)
+        fields["words"] = [asr_pb2.Word(**w) for w in fields["words"]]
+        return asr_pb2.TranscribeEvent(segment=asr_pb2.Segment(**fields))
+    if isinstance(event, engine.Progress):
+        return asr_pb2.TranscribeEvent(progress=asr_pb2.TranscriptionProgress(**asdict(event)))
+    if isinstance(event, engine.Started):
+        return asr_pb2.TranscribeEvent(started=asr_pb2.TranscriptionStarted(**asdict(event), backend=asr_pb2.BACKEND_FASTER_WHISPER))
+    if isinstance(event, engine.Completed):
+        return asr_pb2.TranscribeEvent(completed=asr_pb2.TranscriptionCompleted(**asdict(event)))
+    raise TypeError(f"unknown event {event!r}")
+
+
+def _replay(cached) -> list[engine.Event]:
+    """A cached transcript as the events of a fresh one, marked as from the cache."""
+    started, segments, completed = cached
+    completed.from_cache = True
+    return [started, *segments, engine.Progress(completed.audio_seconds, completed.audio_seconds), completed]
+
+
+class AsrServicer(asr_pb2_grpc.AsrServicer):
+    def __init__(self, settings: AsrSettings, registry: ModelRegistry, cache: TranscriptCache, downloader: DownloaderClient):
+        self.settings = settings
+        self.registry = registry
+        self.cache = cache
+        self.downloader = downloader
+        self.admission = Admission(settings.asr_max_concurrent, settings.asr_max_queue, "ASR service")
+
+    def _options(self, request: asr_pb2.TranscribeRequest) -> engine.Options:
+        o = request.options
+        if o.backend == asr_pb2.BACKEND_DEEPGRAM:
+            if self.settings.deepgram_api_key is None:
+                raise FailedPrecondition("the deepgram backend needs DEEPGRAM_API_KEY set on the ASR service")
+            raise Unimplemented("the deepgram backend is not available in this release")
+        if o.backend == asr_pb2.BACKEND_OPENAI_WHISPER:
+            raise Unimplemented("the openai-whisper backend is not available in this release; use faster-whisper")
+        if o.beam_size > MAX_BEAM_SIZE:
+            raise InvalidArgument(f"beam_size must be at most {MAX_BEAM_SIZE}")
+        language = o.language.strip().lower()
+        return engine.Options(
+            model=o.model.strip() or self.settings.asr_default_model,
+            language=None if language in ("", "auto") else language,
+            task="translate" if o.task == asr_pb2.TASK_TRANSLATE else "transcribe",
+            beam_size=o.beam_size or 5,
+            vad_filter=o.vad_filter if o.HasField("vad_filter") else True,
+            word_timestamps=o.word_timestamps,
+            initial_prompt=o.initial_prompt or None,
+        )
+
+    @rpc
+    async def Transcribe(self, request: asr_pb2.TranscribeRequest, context):
+        options = self._options(request)
+        content_id = request.audio.content_id
+        if content_id and not request.skip_cache:  # a cache hit needs neither audio nor a slot
+            if cached := await asyncio.to_thread(self.cache.get, content_id, options):
+                for event in _replay(cached):
+                    yield _event_pb(event)
+                return
+
+        async with self.admission.reserve():
+            data = await resolve_audio(request.audio, self.downloader)
+            if not content_id:  # inline audio: keyed by its hash
+                content_id = hashlib.sha256(data).hexdigest()
+                if not request.skip_cache and (cached := await asyncio.to_thread(self.cache.get, content_id, options)):
+                    for event in _replay(cached):
+                        yield _event_pb(event)
+                    return
+            async with self.admission.slot():
+                pcm = await asyncio.to_thread(audio.decode, data)
+                del data
+                model = await self.registry.get(options.model)
+                events: list[engine.Event] = []
+                async for event in stream_from_thread(lambda emit: engine.transcribe(model, pcm, options, emit)):
+                    if not isinstance(event, engine.Progress):
+                        events.append(event)
+                    yield _event_pb(event)
+
+        if not request.skip_cache:
+            started, *segments, completed = events
+            await asyncio.to_thread(self.cache.put, content_id, options, started, segments, completed)
+
+    @rpc
+    async def ListModels(self, request, context):
+        models = [
+            asr_pb2.ModelInfo(
+                name=m.name,
+                backend=asr_pb2.BACKEND_FASTER_WHISPER,
+                available=m.installed(),
+                loaded=self.registry.is_loaded(m.name),
+                source="bundled",
+                multilingual=m.multilingual,
+            )
+            for m in BUNDLED.values()
+        ]
+        models.append(
+            asr_pb2.ModelInfo(
+                name="deepgram",
+                backend=asr_pb2.BACKEND_DEEPGRAM,
+                available=False,
+                source="cloud",
+                multilingual=True,
+            )
+        )
+        return asr_pb2.ListModelsResponse(models=models, default_model=self.settings.asr_default_model)
+
+    @rpc
+    async def GetDeviceInfo(self, request, context):
+        # the first CUDA query can take seconds: keep it off the event loop
+        return await asyncio.to_thread(devices.device_info, self.registry.device, self.registry.compute_type)
+
+    @rpc
+    async def GetCacheStats(self, request, context):
+        return common_pb2.CacheStats(**await asyncio.to_thread(self.cache.stats))
+
+    @rpc
+    async def ClearCache(self, request, context):
+        return common_pb2.CacheClearResponse(**await asyncio.to_thread(self.cache.clear))
+
+
+def build(settings: AsrSettings) -> AsrServicer:
+    device = devices.pick_device(settings.asr_device)
+    compute_type = settings.asr_compute_type
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    registry = ModelRegistry(
+        settings.subdir("models"),
+        device=device,
+        compute_type=compute_type,
+        cpu_threads=settings.asr_cpu_threads,
+        offline=settings.asr_offline,
+        hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
+    )
+    cache = TranscriptCache(settings.subdir("transcripts"))
+    downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
+    return AsrServicer(settings, registry, cache, downloader)
+
+
+async def _preload(servicer: AsrServicer) -> None:
+    for name in filter(None, (n.strip() for n in servicer.settings.asr_preload_models.split(","))):
+        await servicer.registry.get(name)
+
+
+def run() -> None:
+    """``transcription-asr``: serve until SIGTERM."""
+    run_service("asr", AsrSettings(), build, asr_pb2_grpc.add_AsrServicer_to_server, asr_pb2.DESCRIPTOR.services_by_name["Asr"], _preload)

@@ -1,0 +1,3 @@
+from transcription.diarizer.server import run
+
+run()

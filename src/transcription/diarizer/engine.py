@@ -1,0 +1,213 @@
+"""Speaker diarization with pyannote.audio: who spoke when, as a list of turns.
+
+Two routes build the same ``pyannote.audio.pipelines.SpeakerDiarization``:
+
+* ``bundled`` (the offline default): the pyannote/segmentation PyanNet checkpoint
+  carried by the whisperx wheel, Resemblyzer's GE2E speaker encoder as the
+  embedding model (see ``embedding.py``) and agglomerative clustering tuned on
+  the shared test recordings (``bench/der.py`` measures it);
+* anything else: a Hugging Face pipeline name (``pyannote/speaker-diarization-3.1``,
+  needs ``HF_TOKEN``) or a local pipeline directory, loaded with
+  ``Pipeline.from_pretrained`` exactly as pyannote documents.
+
+Audio arrives decoded (16 kHz mono float32): the pipeline gets it in memory, so
+pyannote never decodes files itself and torchcodec is not needed.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from transcription.audio import SAMPLE_RATE
+
+BUNDLED = "bundled"
+
+# Hyper-parameters of the bundled route, from a grid search (segmentation
+# threshold 0.4-0.6, centroid/average linkage, clustering threshold 0.35-0.7,
+# minimum cluster size 6/12) scored like bench/der.py on the pyannote sample and
+# the AMI debug clips. The sample finds its 2 speakers for every clustering threshold in
+# 0.45-0.55 at this segmentation threshold; 0.5 sits in the middle of that window.
+# GE2E embeddings separate the AMI far-field voices poorly whatever the setting:
+# production should use a hub or local pyannote pipeline (README, "Models").
+BUNDLED_PARAMETERS = {
+    "segmentation": {"threshold": 0.4, "min_duration_off": 0.0},
+    "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.5},
+}
+
+# Share of the progress bar each pyannote step stands for.
+_STAGES = {"segmentation": (0.0, 40.0), "embeddings": (40.0, 95.0)}
+
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    start: float  # seconds
+    end: float
+    speaker: str  # SPEAKER_00, SPEAKER_01, ... in order of first appearance
+
+
+class DiarizationEngine:
+    """Loads a pipeline once (thread-safe, on demand) and diarizes waveforms."""
+
+    def __init__(
+        self,
+        pipeline: str = BUNDLED,
+        device: str = "cpu",
+        num_threads: int = 1,
+        hf_token: str | None = None,
+    ):
+        self.pipeline_name = pipeline
+        self.device = device
+        self.num_threads = num_threads
+        self._hf_token = hf_token
+        self._pipeline = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._pipeline is not None:
+                return
+            import torch
+
+            if self.device == "cpu" and self.num_threads > 0:
+                # On small CPUs the segmentation LSTM is many times slower with
+                # more than one intra-op thread (see OFFLINE-MODELS.md).
+                torch.set_num_threads(self.num_threads)
+            if self.pipeline_name == BUNDLED:
+                pipeline = build_bundled_pipeline()
+            else:
+                pipeline = _load_pretrained(self.pipeline_name, self._hf_token)
+            pipeline.to(torch.device(self.device))
+            self._pipeline = pipeline
+
+    def diarize(
+        self,
+        waveform: np.ndarray,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[SpeakerTurn]:
+        """Diarize 16 kHz mono float32 audio; raises ValueError on unusable input."""
+        _check_request(waveform, num_speakers, min_speakers, max_speakers)
+        self.load()
+        import torch
+
+        audio = {
+            "waveform": torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None],
+            "sample_rate": SAMPLE_RATE,
+            "uri": "audio",
+        }
+        with warnings.catch_warnings():
+            # pyannote warns when the speaker count found is outside the bounds
+            # asked for (too little speech); the turns are still the best it found.
+            warnings.simplefilter("ignore")
+            output = self._pipeline(
+                audio,
+                num_speakers=num_speakers,
+                min_speakers=min_speakers,
+                max_speakers=max_speakers,
+                hook=_ProgressHook(progress) if progress else None,
+            )
+        if progress:
+            progress("done", 100.0)
+        annotation = getattr(output, "speaker_diarization", output)
+        return turns_from_annotation(annotation)
+
+
+def build_bundled_pipeline():
+    """The offline pipeline: bundled segmentation + GE2E embeddings, agglomerative clustering."""
+    from pyannote.audio import Model
+    from pyannote.audio.core.plda import PLDA
+    from pyannote.audio.pipelines import SpeakerDiarization
+
+    from transcription.diarizer import weights
+    from transcription.diarizer.embedding import GE2ESpeakerEmbedding
+
+    class UnusedPLDA(PLDA):
+        """PLDA only serves VBx clustering (x-vectors it was trained on); agglomerative never reads it."""
+
+        def __init__(self):
+            pass
+
+    segmentation = Model.from_pretrained(str(weights.SEGMENTATION.locate()))
+    embedding = GE2ESpeakerEmbedding.from_checkpoint(weights.SPEAKER_ENCODER.locate())
+    pipeline = SpeakerDiarization(
+        legacy=True,
+        segmentation=segmentation,
+        embedding=embedding,
+        plda=UnusedPLDA(),
+        clustering="AgglomerativeClustering",
+        embedding_exclude_overlap=True,
+        segmentation_batch_size=16,
+        embedding_batch_size=16,
+    )
+    pipeline.instantiate(BUNDLED_PARAMETERS)
+    return pipeline
+
+
+def _load_pretrained(name: str, hf_token: str | None):
+    from pyannote.audio import Pipeline
+
+    try:
+        pipeline = Pipeline.from_pretrained(name, token=hf_token)
+    except Exception as error:  # hub and file errors come in many types
+        raise RuntimeError(f"{name!r}: {type(error).__name__}") from None
+    if pipeline is None:
+        # pyannote returns None (after logging) when a gated model needs a token
+        hint = " (set HF_TOKEN to a token that accepted its conditions)" if not hf_token else ""
+        raise RuntimeError(f"{name!r}{hint}")
+    return pipeline
+
+
+def _check_request(waveform, num_speakers, min_speakers, max_speakers) -> None:
+    if not isinstance(waveform, np.ndarray) or waveform.ndim != 1:
+        raise ValueError("audio must be a one-dimensional (mono) array of samples")
+    if waveform.size == 0:
+        raise ValueError("audio is empty")
+    if not np.isfinite(waveform).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1")
+    if min_speakers and max_speakers and min_speakers > max_speakers:
+        raise ValueError("min_speakers cannot be larger than max_speakers")
+
+
+class _ProgressHook:
+    """Turns pyannote's hook(step, artefact, completed=, total=) into (stage, percent)."""
+
+    def __init__(self, progress: ProgressCallback):
+        self.progress = progress
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, step, artefact=None, file=None, total=None, completed=None):
+        if step not in _STAGES:
+            return
+        low, high = _STAGES[step]
+        fraction = (completed / total) if total and completed is not None else 1.0
+        percent = low + (high - low) * min(max(fraction, 0.0), 1.0)
+        key = (step, int(percent))
+        if key != self.last:  # one event per whole percent, not per batch
+            self.last = key
+            self.progress(step, round(percent, 1))
+
+
+def turns_from_annotation(annotation) -> list[SpeakerTurn]:
+    """Sorted turns, speakers renamed SPEAKER_00, SPEAKER_01, ... by first appearance."""
+    tracks = sorted(
+        ((segment.start, segment.end, label) for segment, _, label in annotation.itertracks(yield_label=True)),
+        key=lambda track: (track[0], track[1]),
+    )
+    names: dict[str, str] = {}
+    turns = []
+    for start, end, label in tracks:
+        name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
+        turns.append(SpeakerTurn(start=round(float(start), 3), end=round(float(end), 3), speaker=name))
+    return turns

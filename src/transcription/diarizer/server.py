@@ -1,0 +1,113 @@
+"""gRPC transport for the diarizer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from transcription import audio, devices
+from transcription.clients import DownloaderClient, resolve_audio
+from transcription.diarizer.settings import DiarizerSettings
+from transcription.errors import FailedPrecondition, InvalidArgument
+from transcription.grpc_server import rpc, run_service
+from transcription.threads import Admission, stream_from_thread
+from transcription.v1 import diarizer_pb2, diarizer_pb2_grpc
+
+
+class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
+    def __init__(self, settings: DiarizerSettings, engine, downloader: DownloaderClient):
+        self.settings = settings
+        self.engine = engine
+        self.downloader = downloader
+        self.admission = Admission(settings.diarizer_max_concurrent, settings.diarizer_max_queue, "diarizer")
+
+    @rpc
+    async def Diarize(self, request: diarizer_pb2.DiarizeRequest, context):
+        o = request.options
+        if o.min_speakers and o.max_speakers and o.min_speakers > o.max_speakers:
+            raise InvalidArgument("min_speakers cannot be larger than max_speakers")
+        async with self.admission.reserve():
+            data = await resolve_audio(request.audio, self.downloader)
+            async with self.admission.slot():
+                began = time.monotonic()
+                yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage="decoding", percent=0))
+                pcm = await asyncio.to_thread(audio.decode, data)
+                del data
+                await asyncio.to_thread(self._load)
+
+                def work(emit):
+                    try:
+                        turns = self.engine.diarize(
+                            pcm,
+                            num_speakers=o.num_speakers or None,
+                            min_speakers=o.min_speakers or None,
+                            max_speakers=o.max_speakers or None,
+                            progress=lambda stage, percent: emit((stage, percent)),
+                        )
+                    except ValueError as exc:  # the engine's word for unusable input
+                        raise InvalidArgument(str(exc)) from exc
+                    emit(turns)
+
+                turns = []
+                async for item in stream_from_thread(work):
+                    if isinstance(item, tuple):
+                        stage, percent = item
+                        yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage=stage, percent=percent))
+                    else:
+                        turns = item
+        for turn in turns:
+            yield diarizer_pb2.DiarizeEvent(turn=diarizer_pb2.SpeakerTurn(start=turn.start, end=turn.end, speaker=turn.speaker))
+        yield diarizer_pb2.DiarizeEvent(
+            completed=diarizer_pb2.DiarizationCompleted(
+                num_speakers=len({t.speaker for t in turns}),
+                turn_count=len(turns),
+                processing_seconds=time.monotonic() - began,
+                audio_seconds=pcm.size / audio.SAMPLE_RATE,
+            )
+        )
+
+    def _load(self) -> None:
+        """Load the pipeline; a failure is a configuration problem, reported as one."""
+        try:
+            self.engine.load()
+        except Exception as exc:  # noqa: BLE001 - hub, file and weight errors come in many types
+            raise FailedPrecondition(f"the diarization pipeline cannot be loaded: {exc}") from exc
+
+    @rpc
+    async def GetDeviceInfo(self, request, context):
+        return await asyncio.to_thread(devices.device_info, self.engine.device, "float32")
+
+
+def build(settings: DiarizerSettings) -> DiarizerServicer:
+    from transcription.diarizer.engine import DiarizationEngine  # heavy: torch + pyannote
+
+    engine = DiarizationEngine(
+        pipeline=settings.diarizer_pipeline,
+        device=devices.pick_device(settings.diarizer_device),
+        num_threads=settings.diarizer_threads,
+        hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
+    )
+    downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
+    return DiarizerServicer(settings, engine, downloader)
+
+
+async def _preload(servicer: DiarizerServicer) -> None:
+    if servicer.settings.diarizer_preload:
+        try:
+            await asyncio.to_thread(servicer._load)
+        except FailedPrecondition as exc:  # misconfigured: say why and stop, no traceback
+            logging.getLogger("diarizer").error("%s", exc.message)
+            raise SystemExit(1) from None
+
+
+def run() -> None:
+    """``transcription-diarizer``: serve until SIGTERM."""
+    run_service(
+        "diarizer",
+        DiarizerSettings(),
+        build,
+        diarizer_pb2_grpc.add_DiarizerServicer_to_server,
+        diarizer_pb2.DESCRIPTOR.services_by_name["Diarizer"],
+        _preload,
+    )

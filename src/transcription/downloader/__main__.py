@@ -1,0 +1,3 @@
+from transcription.downloader.server import run
+
+run()

@@ -1,0 +1,3 @@
+from transcription.gateway.app import run
+
+run()
