@@ -13,6 +13,7 @@ from transcription.downloader.fetcher import Fetcher
 from transcription.downloader.netguard import AddressPolicy, parse_networks
 from transcription.downloader.store import AudioStore
 from transcription.errors import InvalidArgument, Unavailable
+from transcription.v1 import downloader_pb2
 
 
 def fetcher(tmp_path, allowed: str = "", max_bytes: int = 10 * 1024**2) -> Fetcher:
@@ -21,8 +22,8 @@ def fetcher(tmp_path, allowed: str = "", max_bytes: int = 10 * 1024**2) -> Fetch
     )
 
 
-async def run(f: Fetcher, url: str) -> list:
-    return [event async for event in f.fetch(url)]
+async def run(f: Fetcher, url: str, **options) -> list:
+    return [event async for event in f.fetch(url, **options)]
 
 
 # One address inside every refused range, each a case ``ipaddress.is_global``
@@ -62,11 +63,7 @@ REFUSED = [
     "64:ff9b::c000:8",  # NAT64 /96 of 192.0.0.8
     "2002:7f00:1::",  # 6to4 of 127.0.0.1
     "2002:a00:1::",  # 6to4 of 10.0.0.1
-    # local-use NAT64 (64:ff9b:1::/48) of 10.0.0.1 at each prefix length the operator may pick
-    "64:ff9b:1:a00:0:100::",  # /48
-    "64:ff9b:1:a:0:1::",  # /56
-    "64:ff9b:1:0:a:0:100:0",  # /64
-    "64:ff9b:1::a00:1",  # /96
+    "64:ff9b:1::808:808",  # local-use NAT64 (RFC 8215), unless its prefix is configured
 ]
 # Just outside the refused ranges, and the embedded forms of a public address.
 ALLOWED = [
@@ -120,6 +117,34 @@ def test_nat64_embedding_follows_rfc_6052(prefix_length, address):
     assert netguard.nat64_embedded(ipaddress.ip_address(address), prefix_length) == ipaddress.ip_address("192.0.2.33")
 
 
+# A network-specific NAT64 prefix of each length, with 10.0.0.1 (refused) and
+# 8.8.8.8 (allowed) embedded, laid out as RFC 6052 section 2.2 says.
+@pytest.mark.parametrize(
+    "prefix, internal, public",
+    [
+        ("2a00:1::/32", "2a00:1:a00:1::", "2a00:1:808:808::"),
+        ("2a00:1:200::/40", "2a00:1:20a:0:1::", "2a00:1:208:808:8::"),
+        ("2a00:1:2::/48", "2a00:1:2:a00:0:100::", "2a00:1:2:808:8:800::"),
+        ("2a00:1:2:300::/56", "2a00:1:2:30a:0:1::", "2a00:1:2:308:8:808::"),
+        ("2a00:1:2:3::/64", "2a00:1:2:3:a:0:100:0", "2a00:1:2:3:8:808:800:0"),
+        ("2a00:1:2:3::/96", "2a00:1:2:3::a00:1", "2a00:1:2:3::808:808"),
+        ("64:ff9b:1:ab::/64", "64:ff9b:1:ab:a:0:100:0", "64:ff9b:1:ab:8:808:800:0"),
+    ],
+)
+def test_configured_nat64_prefix_is_judged_by_the_embedded_ipv4(prefix, internal, public):
+    plain = AddressPolicy([])
+    policy = AddressPolicy([], netguard.parse_nat64_prefixes(prefix))
+    assert plain.is_allowed(ipaddress.ip_address(internal)) is prefix.startswith("2a00"), "global unicast passes unless configured"
+    assert not policy.is_allowed(ipaddress.ip_address(internal))
+    assert policy.is_allowed(ipaddress.ip_address(public))
+
+
+@pytest.mark.parametrize("spec", ["10.0.0.0/8", "2a00:1::/33", "nonsense"])
+def test_nat64_prefixes_must_be_ipv6_of_an_rfc_6052_length(spec):
+    with pytest.raises(ValueError):
+        netguard.parse_nat64_prefixes(spec)
+
+
 def test_policy_allows_configured_networks():
     policy = AddressPolicy(parse_networks("127.0.0.0/8, ::1/128"))
     assert policy.is_allowed(ipaddress.ip_address("127.0.0.5"))
@@ -146,6 +171,23 @@ async def test_fetch_refuses_loopback_and_private_without_allow_list(tmp_path, m
         await run(f, url.format(port=media.port))
     assert len(media.requests) == before, "the guard must fire before any request is sent"
     assert not any(f.store.tmp_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://media.test/x.wav", "gopher://media.test/", "data:audio/wav;base64,AAAA", "javascript:alert(1)"]
+)
+async def test_only_http_and_https_are_fetched(tmp_path, url):
+    with pytest.raises(InvalidArgument, match="unsupported URL scheme"):
+        await run(fetcher(tmp_path, allowed="127.0.0.0/8"), url)
+
+
+async def test_ytdlp_route_checks_the_host_before_yt_dlp_connects(tmp_path, media):
+    """yt-dlp resolves names itself: the fetcher resolves and checks first (the connect guard is not installed here)."""
+    f = fetcher(tmp_path)
+    before = len(media.requests)
+    with pytest.raises(InvalidArgument, match="refusing to fetch from media.test"):
+        await run(f, media.url("sample.wav", host="media.test"), method=downloader_pb2.FETCH_METHOD_YTDLP)
+    assert len(media.requests) == before
 
 
 async def test_redirect_into_a_private_network_is_refused(tmp_path, media):

@@ -14,8 +14,8 @@ metadata endpoint. Two layers:
 
 What is refused is an explicit table (``REFUSED_IPV4``, ``REFUSED_IPV6``; IPv6
 outside global unicast). IPv6 addresses that embed an IPv4 one (mapped, 6to4,
-NAT64 with any RFC 6052 prefix length) are judged by the embedded address;
-Teredo is refused outright.
+NAT64 under the well-known prefix or a configured one of any RFC 6052 length)
+are judged by the embedded address; Teredo is refused outright.
 """
 
 from __future__ import annotations
@@ -70,9 +70,13 @@ REFUSED_IPV6 = _networks(
 # IPv6 forms that carry an IPv4 address, judged by that address.
 IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 SIXTOFOUR = ipaddress.ip_network("2002::/16")
-NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: always a /96
-NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the operator picks the length
-NAT64_LOCAL_USE_LENGTHS = (48, 56, 64, 96)  # RFC 6052's prefix lengths that fit inside a /48
+# NAT64 translates addresses under a prefix to the IPv4 address they embed, so
+# "<prefix>::10.0.0.1" reaches 10.0.0.1. The well-known prefix is always a /96
+# (RFC 6052). A network-specific prefix (any global /32-/96, or one inside the
+# local-use 64:ff9b:1::/48 of RFC 8215) cannot be recognised from the address:
+# where the host network has one, list it in DOWNLOADER_NAT64_PREFIXES.
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+NAT64_PREFIX_LENGTHS = (32, 40, 48, 56, 64, 96)  # the only ones RFC 6052 defines
 
 
 def nat64_embedded(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
@@ -88,19 +92,18 @@ def nat64_embedded(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddr
     return ipaddress.IPv4Address((without_u >> (120 - prefix_length - 32)) & 0xFFFFFFFF)
 
 
-def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
-    """Every IPv4 address an IPv6 address may stand for; empty when it embeds none."""
+def embedded_ipv4(address: IPAddress, nat64_prefixes: tuple[ipaddress.IPv6Network, ...] = ()) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, or None when it embeds none."""
     if not isinstance(address, ipaddress.IPv6Address):
-        return []
+        return None
     if address in IPV4_MAPPED:
-        return [address.ipv4_mapped]
+        return address.ipv4_mapped
     if address in SIXTOFOUR:
-        return [address.sixtofour]
-    if address in NAT64_WELL_KNOWN:
-        return [nat64_embedded(address, 96)]
-    if address in NAT64_LOCAL_USE:
-        return [nat64_embedded(address, length) for length in NAT64_LOCAL_USE_LENGTHS]
-    return []
+        return address.sixtofour
+    for prefix in (NAT64_WELL_KNOWN, *nat64_prefixes):
+        if address in prefix:
+            return nat64_embedded(address, prefix.prefixlen)
+    return None
 
 
 def parse_networks(spec: str) -> list[IPNetwork]:
@@ -108,16 +111,26 @@ def parse_networks(spec: str) -> list[IPNetwork]:
     return [ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]
 
 
+def parse_nat64_prefixes(spec: str) -> tuple[ipaddress.IPv6Network, ...]:
+    """``"2001:db8:64::/96"`` -> prefixes; raises ValueError on a bad entry or length."""
+    prefixes = tuple(parse_networks(spec))
+    for prefix in prefixes:
+        if prefix.version != 6 or prefix.prefixlen not in NAT64_PREFIX_LENGTHS:
+            raise ValueError(f"{prefix} is not a NAT64 prefix: IPv6 with a length of {', '.join(map(str, NAT64_PREFIX_LENGTHS))}")
+    return prefixes
+
+
 class AddressPolicy:
-    def __init__(self, allowed_networks: list[IPNetwork]):
+    def __init__(self, allowed_networks: list[IPNetwork], nat64_prefixes: tuple[ipaddress.IPv6Network, ...] = ()):
         self.allowed_networks = allowed_networks
+        self.nat64_prefixes = nat64_prefixes
 
     def is_allowed(self, address: IPAddress) -> bool:
         if any(address in net for net in self.allowed_networks):
             return True
-        embedded = embedded_ipv4(address)
-        if embedded:
-            return all(self.is_allowed(ipv4) for ipv4 in embedded)
+        embedded = embedded_ipv4(address, self.nat64_prefixes)
+        if embedded is not None:
+            return self.is_allowed(embedded)
         if isinstance(address, ipaddress.IPv4Address):
             return not any(address in net for net in REFUSED_IPV4)
         return address in GLOBAL_UNICAST_IPV6 and not any(address in net for net in REFUSED_IPV6)

@@ -6,7 +6,7 @@ import asyncio
 
 from transcription.downloader.events import CacheHit, Metadata, Progress, Ready
 from transcription.downloader.fetcher import Fetcher
-from transcription.downloader.netguard import AddressPolicy, install_connect_guard, parse_networks
+from transcription.downloader.netguard import AddressPolicy, install_connect_guard, parse_nat64_prefixes, parse_networks
 from transcription.downloader.settings import DownloaderSettings
 from transcription.downloader.store import AudioStore, check_content_id
 from transcription.errors import OutOfRange
@@ -83,7 +83,7 @@ class DownloaderServicer(downloader_pb2_grpc.DownloaderServicer):
 
 def build(settings: DownloaderSettings) -> DownloaderServicer:
     store = AudioStore(settings.subdir("downloads"))
-    policy = AddressPolicy(parse_networks(settings.downloader_allowed_networks))
+    policy = AddressPolicy(parse_networks(settings.downloader_allowed_networks), parse_nat64_prefixes(settings.downloader_nat64_prefixes))
     install_connect_guard(policy)  # the last word on every connection this process makes
     fetcher = Fetcher(
         store,
