@@ -40,7 +40,8 @@ import loopback_only  # noqa: E402
 
 loopback_only.install()  # like the tests: benchmark traffic stays on loopback
 
-import der  # noqa: E402  (bench/ is on sys.path: this script runs from it)
+import assign  # noqa: E402  (bench/ is on sys.path: this script runs from it)
+import der  # noqa: E402
 import numpy as np  # noqa: E402
 import websockets  # noqa: E402
 
@@ -177,6 +178,10 @@ def main() -> None:
         "speaker count unknown, then given; × real time at 1 torch thread:",
         "",
         *der.markdown(der.measure()),
+        "",
+        "Speaker assignment (`bench/assign.py`), a synthetic hour: 10,000 words against 2,000 turns, same answers:",
+        "",
+        *assign.markdown(assign.measure()),
     ]
     table = "\n".join(lines)
     RESULTS.write_text("# Benchmark results\n\nWritten by `make bench` (bench/run.py).\n\n" + table + "\n")

@@ -17,9 +17,9 @@ from __future__ import annotations
 import itertools
 import warnings
 
+import der  # noqa: E402  (bench/ is on sys.path when this runs from it)
 import torch
 
-import der  # noqa: E402  (bench/ is on sys.path when this runs from it)
 from transcription.diarizer.engine import build_bundled_pipeline, turns_from_annotation
 
 SEGMENTATION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)

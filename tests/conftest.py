@@ -248,9 +248,13 @@ async def ws_job(system: ServiceGroup, request: dict, timeout: float = 300) -> R
 
 
 def final_segments(received: Received) -> list[dict]:
-    """Segments as a client that applies speaker_update holds them at the end."""
-    segments = {c["id"]: dict(c) for c in received.of("transcription_chunk")}
+    """Segments as a client that applies speaker_update holds them at the end, in time order.
+
+    An entry with ``split_from`` is a new part of a segment split where its
+    speaker changed; an entry with ``text`` replaces the segment's first part.
+    """
+    segments = {str(c["id"]): dict(c) for c in received.of("transcription_chunk")}
     for update in received.of("speaker_update"):
         for item in update["segments"]:
-            segments[item["id"]]["speaker"] = item["speaker"]
-    return [segments[k] for k in sorted(segments)]
+            segments.setdefault(str(item["id"]), {}).update(item)
+    return sorted(segments.values(), key=lambda s: (s["start"], str(s["id"])))

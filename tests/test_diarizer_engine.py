@@ -10,7 +10,8 @@ from conftest import SAMPLE_WAV, TESTDATA, read_audio
 from transcription.bundled import BundledFile, BundledFileError
 from transcription.diarizer import weights
 from transcription.diarizer.embedding import MIN_NUM_SAMPLES, GE2ESpeakerEmbedding
-from transcription.diarizer.engine import DiarizationEngine, SpeakerTurn, turns_from_annotation
+from transcription.diarizer.engine import DiarizationEngine, turns_from_annotation
+from transcription.speakers import Turn
 
 SAMPLE_RTTM = TESTDATA / "pyannote-sample" / "sample.rttm"
 
@@ -23,7 +24,7 @@ def reference_turns() -> list[tuple[float, float, str]]:
     return turns
 
 
-def der(turns: list[SpeakerTurn], collar: float = 0.0) -> float:
+def der(turns: list[Turn], collar: float = 0.0) -> float:
     from pyannote.core import Annotation, Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 

@@ -67,3 +67,21 @@ async def test_segments_stream_while_later_windows_decode(system, media):
     assert not progress_before or max(progress_before) < 50
     # The segments that came first cover the start of the audio, not the end.
     assert chunks[0]["start"] < 30
+
+
+async def test_word_timestamps_give_every_word_a_speaker_and_split_segments_at_speaker_changes(system, media):
+    received = await ws_job(system, {"url": media.url("sample.wav"), "model": "base", "word_timestamps": True, "enable_diarization": True})
+    assert received.messages[-1]["type"] == "complete", received.messages[-1]
+    (update,) = received.of("speaker_update")
+    segments = final_segments(received)
+    words = [w for s in segments for w in s["words"]]
+    assert words and all(w["speaker"] in ("SPEAKER_00", "SPEAKER_01") for w in words)
+    for segment in segments:
+        assert {w["speaker"] for w in segment["words"]} == {segment["speaker"]}, segment
+        assert segment["start"] <= segment["words"][0]["start"] and segment["words"][-1]["end"] <= segment["end"] + 1e-6
+    # Splitting moves words between segments, never loses or doubles them.
+    assert wer(stm_text(SAMPLE_STM), " ".join(s["text"] for s in segments)) <= 0.30
+    assert [w["word"] for s in segments for w in s["words"]] == [w["word"] for c in received.of("transcription_chunk") for w in c["words"]]
+    assert update["exclusive_turns"] and all(
+        a["end"] <= b["start"] for a, b in zip(update["exclusive_turns"], update["exclusive_turns"][1:])
+    )

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
-from transcription.merge import speaker_for
 from transcription.settings import CommonSettings
+from transcription.speakers import SpeakerTimeline
 from transcription.v1 import asr_pb2, diarizer_pb2
 
 
@@ -77,10 +77,10 @@ async def transcribe(args: argparse.Namespace) -> int:
                 # Without diarization each segment is final the moment it arrives.
                 print(line(event.segment, None), file=sys.stderr if args.diarize else sys.stdout, flush=True)
         if turns_task is not None:
-            turns = await turns_task
-            print(f"speakers: {len({t.speaker for t in turns})}", file=sys.stderr)
+            timeline = SpeakerTimeline(await turns_task)
+            print(f"speakers: {len({t.speaker for t in timeline.turns})}", file=sys.stderr)
             for segment in segments:
-                print(line(segment, speaker_for(segment.start, segment.end, turns)))
+                print(line(segment, timeline.speaker_for(segment.start, segment.end)))
     return 0
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from transcription.audio import SAMPLE_RATE
+from transcription.speakers import Turn, first_appearance_labels
 
 BUNDLED = "bundled"
 
@@ -43,13 +43,6 @@ BUNDLED_PARAMETERS = {
 _STAGES = {"segmentation": (0.0, 40.0), "embeddings": (40.0, 95.0)}
 
 ProgressCallback = Callable[[str, float], None]
-
-
-@dataclass(frozen=True)
-class SpeakerTurn:
-    start: float  # seconds
-    end: float
-    speaker: str  # SPEAKER_00, SPEAKER_01, ... in order of first appearance
 
 
 class DiarizationEngine:
@@ -93,7 +86,7 @@ class DiarizationEngine:
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         progress: ProgressCallback | None = None,
-    ) -> list[SpeakerTurn]:
+    ) -> list[Turn]:
         """Diarize 16 kHz mono float32 audio; raises ValueError on unusable input."""
         _check_request(waveform, num_speakers, min_speakers, max_speakers)
         self.load()
@@ -199,15 +192,9 @@ class _ProgressHook:
             self.progress(step, round(percent, 1))
 
 
-def turns_from_annotation(annotation) -> list[SpeakerTurn]:
+def turns_from_annotation(annotation) -> list[Turn]:
     """Sorted turns, speakers renamed SPEAKER_00, SPEAKER_01, ... by first appearance."""
-    tracks = sorted(
-        ((segment.start, segment.end, label) for segment, _, label in annotation.itertracks(yield_label=True)),
-        key=lambda track: (track[0], track[1]),
+    return first_appearance_labels(
+        Turn(round(float(segment.start), 3), round(float(segment.end), 3), label)
+        for segment, _, label in annotation.itertracks(yield_label=True)
     )
-    names: dict[str, str] = {}
-    turns = []
-    for start, end, label in tracks:
-        name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
-        turns.append(SpeakerTurn(start=round(float(start), 3), end=round(float(end), 3), speaker=name))
-    return turns

@@ -10,7 +10,12 @@ Speaks the browser protocol of the app this system replaces (message types
 * ``diarization_progress`` while speakers are being found;
 * ``speaker_update``: diarization finishes after (some) segments were already
   sent without a speaker, so this message names the speaker of each of them
-  by id. Chunks sent after it carry their speaker inline.
+  by id. Chunks sent after it carry their speaker inline. With word
+  timestamps, each word takes the speaker who talks most during it, and a
+  segment whose speaker changes mid-way is split at the word boundary: the
+  first part keeps the segment's id (its entry then carries the new
+  ``start``, ``end``, ``text`` and ``words``), later parts get ids
+  ``"<id>.1"``, ``"<id>.2"``, ... and a ``split_from`` naming the segment.
 
 Transcription and diarization run at the same time; segments are forwarded
 the moment the ASR service yields them.
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
-from transcription.merge import speaker_for
+from transcription.speakers import SpeakerTimeline, split_by_speaker
 from transcription.v1 import asr_pb2, diarizer_pb2
 
 log = logging.getLogger(__name__)
@@ -108,8 +113,8 @@ class Job:
         self._send_lock = asyncio.Lock()
         self.progress_interval = progress_interval
         self._last_progress = 0.0
-        self.segments: list[dict] = []  # as sent: id, start, end, text, speaker
-        self.turns: list[diarizer_pb2.SpeakerTurn] | None = None  # set when diarization completes
+        self.segments: list[dict] = []  # as sent: id, start, end, text, speaker (and words)
+        self.timeline: SpeakerTimeline | None = None  # set when diarization completes
         self.num_speakers = 0
         self.language = ""
         self.duration = 0.0
@@ -139,7 +144,7 @@ class Job:
                 "language": self.language,
                 "duration": self.duration,
                 "segments": len(self.segments),
-                "num_speakers": self.num_speakers if self.turns is not None else None,
+                "num_speakers": self.num_speakers if self.timeline is not None else None,
                 "processing_seconds": round(time.monotonic() - began, 3),
             }
         )
@@ -224,15 +229,45 @@ class Job:
             "text": seg.text,
             "start": round(seg.start, 3),
             "end": round(seg.end, 3),
-            "speaker": speaker_for(seg.start, seg.end, self.turns) if self.turns else None,
+            "speaker": None,
         }
         if seg.words:
             chunk["words"] = [
                 {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 3)}
                 for w in seg.words
             ]
-        self.segments.append(chunk)
-        await self.send(chunk)
+        parts = self._with_speakers(chunk) if self.timeline else [chunk]
+        for part in parts:
+            self.segments.append(part)
+            await self.send(part)
+
+    def _with_speakers(self, chunk: dict) -> list[dict]:
+        """Label a chunk (per word when it has words); split it where the speaker changes."""
+        words = chunk.get("words")
+        if not words:
+            chunk["speaker"] = self.timeline.speaker_for(chunk["start"], chunk["end"])
+            return [chunk]
+        speakers = [self.timeline.speaker_for(w["start"], w["end"]) for w in words]
+        for word, speaker in zip(words, speakers):
+            word["speaker"] = speaker
+        parts = []
+        for number, (first, last) in enumerate(split_by_speaker(speakers)):
+            part_words = words[first:last]
+            part = {
+                **chunk,
+                "id": chunk["id"] if number == 0 else f"{chunk['id']}.{number}",
+                "start": part_words[0]["start"],
+                "end": part_words[-1]["end"],
+                "text": "".join(w["word"] for w in part_words).strip(),
+                "words": part_words,
+                "speaker": speakers[first],
+            }
+            if number:
+                part["split_from"] = chunk["id"]
+            parts.append(part)
+        if len(parts) == 1:  # one speaker: keep the ASR's own text and times
+            parts[0].update(text=chunk["text"], start=chunk["start"], end=chunk["end"])
+        return parts
 
     # -- diarization -------------------------------------------------------
 
@@ -256,14 +291,28 @@ class Job:
             log.warning("diarization failed: %s", exc.message)
             await self.send({"type": "status", "message": f"Speaker identification failed: {exc.message}"})
             return
-        self.turns = turns
-        for chunk in self.segments:
-            chunk["speaker"] = speaker_for(chunk["start"], chunk["end"], turns)
+        self.timeline = SpeakerTimeline(turns)
+        sent, self.segments = self.segments, []
+        updates = []
+        for chunk in sent:
+            parts = self._with_speakers(chunk)
+            self.segments.extend(parts)
+            for part in parts:
+                entry = {"id": part["id"], "speaker": part["speaker"]}
+                if len(parts) > 1:
+                    entry.update({k: part[k] for k in ("start", "end", "text", "words") if k in part})
+                    if "split_from" in part:
+                        entry["split_from"] = part["split_from"]
+                updates.append(entry)
         await self.send(
             {
                 "type": "speaker_update",
                 "num_speakers": self.num_speakers,
-                "segments": [{"id": c["id"], "speaker": c["speaker"]} for c in self.segments],
+                "segments": updates,
                 "turns": [{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker} for t in turns],
+                # one speaker at a time (overlaps go to the shorter turn): what the words were assigned from
+                "exclusive_turns": [
+                    {"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker} for t in self.timeline.turns
+                ],
             }
         )

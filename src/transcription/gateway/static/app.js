@@ -67,7 +67,7 @@ function setServerStatus(text, percent) {
   if (percent !== undefined && percent !== null) $("progress").value = percent;
 }
 
-function addChunk(msg) {
+function chunkItem(msg) {
   const li = document.createElement("li");
   li.dataset.id = msg.id;
   li.dir = "auto";
@@ -81,13 +81,31 @@ function addChunk(msg) {
   text.className = "text";
   text.textContent = msg.text;
   li.append(time, speaker, text);
-  $("transcript").append(li);
+  return li;
 }
 
+function addChunk(msg) {
+  $("transcript").append(chunkItem(msg));
+}
+
+const itemById = (id) => document.querySelector(`#transcript li[data-id="${CSS.escape(String(id))}"]`);
+
+// A segment whose speaker changes mid-way arrives split: its first part keeps
+// the id (with new text and times), later parts carry split_from.
 function setSpeakers(update) {
-  for (const { id, speaker } of update.segments) {
-    const el = document.querySelector(`#transcript li[data-id="${id}"] .speaker`);
-    if (el) { el.dataset.speaker = speaker || ""; renderSpeaker(el); }
+  for (const entry of update.segments) {
+    if (entry.split_from !== undefined) {
+      let after = itemById(entry.split_from);
+      while (after && after.nextElementSibling && String(after.nextElementSibling.dataset.id).startsWith(`${entry.split_from}.`)) {
+        after = after.nextElementSibling;
+      }
+      if (after) after.after(chunkItem(entry));
+      continue;
+    }
+    const li = itemById(entry.id);
+    if (!li) continue;
+    if (entry.text !== undefined) li.replaceWith(chunkItem(entry));
+    else { const el = li.querySelector(".speaker"); el.dataset.speaker = entry.speaker || ""; renderSpeaker(el); }
   }
 }
 
