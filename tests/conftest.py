@@ -233,9 +233,10 @@ class Received:
         return [m for m in self.messages if m["type"] == kind]
 
 
-async def ws_job(system: ServiceGroup, request: dict, timeout: float = 300) -> Received:
-    """Send one request on /ws/transcribe and collect messages up to complete/error."""
-    uri = f"ws://127.0.0.1:{system.ports.gateway}/ws/transcribe"
+async def ws_job(system: ServiceGroup | int, request: dict, timeout: float = 300) -> Received:
+    """Send one request on /ws/transcribe (of the system, or of a gateway on that port) and collect messages up to complete/error."""
+    port = system if isinstance(system, int) else system.ports.gateway
+    uri = f"ws://127.0.0.1:{port}/ws/transcribe"
     received = Received([])
     async with websockets.connect(uri, max_size=None) as ws:
         await ws.send(json.dumps(request))

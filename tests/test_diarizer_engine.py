@@ -160,3 +160,8 @@ def test_turns_from_annotation_renames_by_first_appearance():
     annotation[Segment(3, 4)] = "B"
     turns = turns_from_annotation(annotation)
     assert [(t.start, t.speaker) for t in turns] == [(1, "SPEAKER_00"), (3, "SPEAKER_01"), (5, "SPEAKER_01")]
+
+
+@pytest.mark.parametrize("options, allowed", [({"max_speakers": 1}, {1}), ({"min_speakers": 3}, {3, 4, 5}), ({"num_speakers": 3}, {3})])
+def test_speaker_count_bounds_hold(engine, sample, options, allowed):
+    assert len({t.speaker for t in engine.diarize(sample, **options)}) in allowed

@@ -174,3 +174,31 @@ def test_grpcurl_lists_services_through_reflection(system, service):
         timeout=60,
     )
     assert '"SERVING"' in health.stdout, health.stderr
+
+
+async def test_diarizer_caches_results_per_audio_and_options(system, media):
+    async with DownloaderClient(addr(system, "downloader")) as downloader:
+        content_id = (await fetch_events(downloader, media.url("sample.wav")))[-1].ready.content_id
+    async with DiarizerClient(addr(system, "diarizer")) as client:
+        await client.clear_cache()
+
+        async def run(**options) -> list:
+            return [e async for e in client.diarize(content_id, diarizer_pb2.DiarizeOptions(**options))]
+
+        first, again = await run(max_speakers=3), await run(max_speakers=3)
+        assert not first[-1].completed.from_cache and again[-1].completed.from_cache
+        assert [e.turn for e in again if e.HasField("turn")] == [e.turn for e in first if e.HasField("turn")]
+        assert not any(e.HasField("progress") for e in again), "a cached result is replayed, not recomputed"
+        assert again[-1].completed.audio_seconds == first[-1].completed.audio_seconds
+
+        other = await run(num_speakers=1)  # other options: another entry
+        assert not other[-1].completed.from_cache and other[-1].completed.num_speakers == 1
+        inline = [e async for e in client.diarize(SAMPLE_WAV.read_bytes(), diarizer_pb2.DiarizeOptions(max_speakers=3))]
+        assert inline[-1].completed.from_cache, "inline audio is keyed by its hash, the same as its content id"
+        fresh = [e async for e in client.diarize(content_id, diarizer_pb2.DiarizeOptions(max_speakers=3), skip_cache=True)]
+        assert not fresh[-1].completed.from_cache
+
+        assert (await client.cache_stats()).total_files == 2
+        cleared = await client.clear_cache()
+        assert cleared.files_deleted == 2 and (await client.cache_stats()).total_files == 0
+        assert not (await run(max_speakers=3))[-1].completed.from_cache

@@ -192,7 +192,7 @@ class AsrClient(_CacheOwner):
         return await self.stub.GetDeviceInfo(common_pb2.DeviceInfoRequest(), timeout=30)
 
 
-class DiarizerClient(_Client):
+class DiarizerClient(_CacheOwner):
     service_name = "diarizer"
     grpc_service = "transcription.v1.Diarizer"
 
@@ -207,10 +207,11 @@ class DiarizerClient(_Client):
         options: diarizer_pb2.DiarizeOptions | None = None,
         *,
         request_id: str = "",
+        skip_cache: bool = False,
         timeout: float | None = None,
     ) -> AsyncIterator[diarizer_pb2.DiarizeEvent]:
         request = diarizer_pb2.DiarizeRequest(
-            audio=audio_ref(audio), options=options or diarizer_pb2.DiarizeOptions(), request_id=request_id
+            audio=audio_ref(audio), options=options or diarizer_pb2.DiarizeOptions(), request_id=request_id, skip_cache=skip_cache
         )
         async for event in self.stub.Diarize(request, timeout=timeout):
             yield event

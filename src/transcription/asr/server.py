@@ -78,7 +78,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         options = self._options(request)
         content_id = request.audio.content_id
         if content_id and not request.skip_cache:  # a cache hit needs neither audio nor a slot
-            if cached := await asyncio.to_thread(self.cache.get, content_id, options):
+            if cached := await asyncio.to_thread(self.cache.get_transcript, content_id, options):
                 for event in _replay(cached):
                     yield _event_pb(event)
                 return
@@ -87,7 +87,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
             data = await resolve_audio(request.audio, self.downloader)
             if not content_id:  # inline audio: keyed by its hash
                 content_id = hashlib.sha256(data).hexdigest()
-                if not request.skip_cache and (cached := await asyncio.to_thread(self.cache.get, content_id, options)):
+                if not request.skip_cache and (cached := await asyncio.to_thread(self.cache.get_transcript, content_id, options)):
                     for event in _replay(cached):
                         yield _event_pb(event)
                     return
@@ -103,7 +103,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
 
         if not request.skip_cache:
             started, *segments, completed = events
-            await asyncio.to_thread(self.cache.put, content_id, options, started, segments, completed)
+            await asyncio.to_thread(self.cache.put_transcript, content_id, options, started, segments, completed)
 
     @rpc
     async def ListModels(self, request, context):

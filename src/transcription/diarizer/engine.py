@@ -16,6 +16,7 @@ pyannote never decodes files itself and torchcodec is not needed.
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Callable
@@ -61,6 +62,16 @@ class DiarizationEngine:
         self._hf_token = hf_token
         self._pipeline = None
         self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        """What results depend on besides the audio: part of every cache key."""
+        if self.pipeline_name == BUNDLED:
+            from transcription.diarizer import weights
+
+            pinned = [weights.SEGMENTATION.sha256[:16], weights.SPEAKER_ENCODER.sha256[:16]]
+            return f"bundled:{json.dumps(BUNDLED_PARAMETERS, sort_keys=True)}:{':'.join(pinned)}"
+        return self.pipeline_name
 
     def load(self) -> None:
         with self._lock:

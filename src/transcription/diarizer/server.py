@@ -3,32 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from dataclasses import asdict
 
 from transcription import audio, devices
 from transcription.clients import DownloaderClient, resolve_audio
 from transcription.diarizer.settings import DiarizerSettings
 from transcription.errors import FailedPrecondition, InvalidArgument
 from transcription.grpc_server import rpc, run_service
+from transcription.jsoncache import JsonCache
+from transcription.speakers import Turn
 from transcription.threads import Admission, stream_from_thread
-from transcription.v1 import diarizer_pb2, diarizer_pb2_grpc
+from transcription.v1 import common_pb2, diarizer_pb2, diarizer_pb2_grpc
 
 
 class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
-    def __init__(self, settings: DiarizerSettings, engine, downloader: DownloaderClient):
+    def __init__(self, settings: DiarizerSettings, engine, downloader: DownloaderClient, cache: JsonCache):
         self.settings = settings
         self.engine = engine
         self.downloader = downloader
+        self.cache = cache
         self.admission = Admission(settings.diarizer_max_concurrent, settings.diarizer_max_queue, "diarizer")
+
+    def _cache_key(self, content_id: str, o: diarizer_pb2.DiarizeOptions) -> str:
+        # every input that changes the turns: the audio, the pipeline and its settings, the counts asked for
+        return f"{content_id}|{self.engine.identity}|{o.num_speakers}|{o.min_speakers}|{o.max_speakers}"
+
+    async def _cached(self, content_id: str, o: diarizer_pb2.DiarizeOptions) -> list[diarizer_pb2.DiarizeEvent] | None:
+        data = await asyncio.to_thread(self.cache.get, self._cache_key(content_id, o))
+        if data is None:
+            return None
+        turns = [Turn(**t) for t in data["turns"]]
+        return _result_events(turns, processing_seconds=0.0, audio_seconds=data["audio_seconds"], from_cache=True)
 
     @rpc
     async def Diarize(self, request: diarizer_pb2.DiarizeRequest, context):
         o = request.options
         if o.min_speakers and o.max_speakers and o.min_speakers > o.max_speakers:
             raise InvalidArgument("min_speakers cannot be larger than max_speakers")
+        use_cache = not request.skip_cache
+        content_id = request.audio.content_id
+        if content_id and use_cache and (cached := await self._cached(content_id, o)):  # no audio, no slot needed
+            for event in cached:
+                yield event
+            return
         async with self.admission.reserve():
             data = await resolve_audio(request.audio, self.downloader)
+            if not content_id:  # inline audio: keyed by its hash
+                content_id = hashlib.sha256(data).hexdigest()
+                if use_cache and (cached := await self._cached(content_id, o)):
+                    for event in cached:
+                        yield event
+                    return
             async with self.admission.slot():
                 began = time.monotonic()
                 yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage="decoding", percent=0))
@@ -56,16 +84,20 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
                         yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage=stage, percent=percent))
                     else:
                         turns = item
-        for turn in turns:
-            yield diarizer_pb2.DiarizeEvent(turn=diarizer_pb2.SpeakerTurn(start=turn.start, end=turn.end, speaker=turn.speaker))
-        yield diarizer_pb2.DiarizeEvent(
-            completed=diarizer_pb2.DiarizationCompleted(
-                num_speakers=len({t.speaker for t in turns}),
-                turn_count=len(turns),
-                processing_seconds=time.monotonic() - began,
-                audio_seconds=pcm.size / audio.SAMPLE_RATE,
-            )
-        )
+        audio_seconds = pcm.size / audio.SAMPLE_RATE
+        if use_cache:
+            entry = {"turns": [asdict(t) for t in turns], "audio_seconds": audio_seconds}
+            await asyncio.to_thread(self.cache.put, self._cache_key(content_id, o), entry)
+        for event in _result_events(turns, processing_seconds=time.monotonic() - began, audio_seconds=audio_seconds):
+            yield event
+
+    @rpc
+    async def GetCacheStats(self, request, context):
+        return common_pb2.CacheStats(**await asyncio.to_thread(self.cache.stats))
+
+    @rpc
+    async def ClearCache(self, request, context):
+        return common_pb2.CacheClearResponse(**await asyncio.to_thread(self.cache.clear))
 
     def _load(self) -> None:
         """Load the pipeline; a failure is a configuration problem, reported as one."""
@@ -79,6 +111,18 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
         return await asyncio.to_thread(devices.device_info, self.engine.device, "float32")
 
 
+def _result_events(turns: list[Turn], *, processing_seconds: float, audio_seconds: float, from_cache: bool = False):
+    events = [diarizer_pb2.DiarizeEvent(turn=diarizer_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker)) for t in turns]
+    completed = diarizer_pb2.DiarizationCompleted(
+        num_speakers=len({t.speaker for t in turns}),
+        turn_count=len(turns),
+        processing_seconds=processing_seconds,
+        audio_seconds=audio_seconds,
+        from_cache=from_cache,
+    )
+    return [*events, diarizer_pb2.DiarizeEvent(completed=completed)]
+
+
 def build(settings: DiarizerSettings) -> DiarizerServicer:
     from transcription.diarizer.engine import DiarizationEngine  # heavy: torch + pyannote
 
@@ -89,7 +133,7 @@ def build(settings: DiarizerSettings) -> DiarizerServicer:
         hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
     )
     downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
-    return DiarizerServicer(settings, engine, downloader)
+    return DiarizerServicer(settings, engine, downloader, JsonCache(settings.subdir("diarizations")))
 
 
 async def _preload(servicer: DiarizerServicer) -> None:

@@ -1,4 +1,10 @@
-"""Starlette routes: the WebSocket job stream, the REST API and the UI."""
+"""Starlette routes: the WebSocket job stream, the REST API and the UI.
+
+Module-level endpoints; the gRPC clients live in the lifespan state
+(``request.state.clients``) because grpc.aio channels belong to the event loop
+that creates them. A `ServiceError` from any service becomes an HTTP status
+with a JSON body in one exception handler.
+"""
 
 from __future__ import annotations
 
@@ -40,186 +46,204 @@ HTTP_STATUS = {
 }
 
 
-def error_response(exc: errors.ServiceError) -> JSONResponse:
+async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=HTTP_STATUS.get(exc.status, 500))
+
+
+def _clients(connection: Request | WebSocket) -> Clients:
+    return connection.state.clients
+
+
+# -- pages and status ------------------------------------------------------------
+
+
+async def index(request: Request):
+    return FileResponse(STATIC / "index.html")
+
+
+async def health(request: Request):
+    clients = _clients(request)
+    names = ("downloader", "asr", "diarizer")
+    statuses = await asyncio.gather(*(getattr(clients, n).health() for n in names))
+    healthy = all(s == "SERVING" for s in statuses)
+    return JSONResponse(
+        {"status": "healthy" if healthy else "degraded", "timestamp": datetime.now(UTC).isoformat(), "services": dict(zip(names, statuses))}
+    )
+
+
+async def gpu(request: Request):
+    info = await _clients(request).asr.device_info()
+    return JSONResponse(
+        {
+            "gpu_available": info.gpu_available,
+            "gpu_name": info.gpu_name or None,
+            "cuda_version": info.cuda_version or None,
+            "gpu_count": info.gpu_count,
+            "gpu_memory_total_bytes": info.gpu_memory_total_bytes,
+            "device": info.device,
+            "compute_type": info.compute_type,
+        }
+    )
+
+
+async def models(request: Request):
+    reply = await _clients(request).asr.list_models()
+    return JSONResponse(
+        {
+            "default_model": reply.default_model,
+            "models": [
+                {"name": m.name, "available": m.available, "loaded": m.loaded, "source": m.source, "multilingual": m.multilingual}
+                for m in reply.models
+            ],
+        }
+    )
+
+
+async def video_info(request: Request):
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise errors.InvalidArgument('the body must be JSON: {"url": ...}') from None
+    url = body.get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str) or not url.strip():
+        raise errors.InvalidArgument("URL is required")
+    m = await _clients(request).downloader.video_info(url)
+    return JSONResponse(
+        {
+            "title": m.title,
+            "thumbnail": m.thumbnail_url,
+            "duration": m.duration_seconds,
+            "uploader": m.uploader,
+            "view_count": m.view_count,
+            "upload_date": m.upload_date,
+            "description": m.description,
+            "webpage_url": m.webpage_url,
+            "extractor": m.extractor,
+        }
+    )
+
+
+# -- caches: the reference app's JSON shapes ---------------------------------------
+
+
+def _stats_json(stats, with_metadata: bool = False) -> dict:
+    out = {"total_files": stats.total_files, "total_size": stats.total_bytes, "total_size_mb": round(stats.total_bytes / MB, 2)}
+    if with_metadata:
+        out["metadata_files"] = stats.metadata_files
+    return out
+
+
+def _cleared_json(result) -> dict:
+    return {"cleared": True, "files_deleted": result.files_deleted, "space_freed_mb": round(result.bytes_freed / MB, 2)}
+
+
+async def cache_stats(request: Request):
+    return JSONResponse(_stats_json(await _clients(request).asr.cache_stats()))
+
+
+async def cache_clear(request: Request):
+    return JSONResponse(_cleared_json(await _clients(request).asr.clear_cache()))
+
+
+async def download_cache_stats(request: Request):
+    return JSONResponse(_stats_json(await _clients(request).downloader.cache_stats(), with_metadata=True))
+
+
+async def download_cache_clear(request: Request):
+    return JSONResponse(_cleared_json(await _clients(request).downloader.clear_cache()))
+
+
+async def diarization_cache_stats(request: Request):
+    return JSONResponse(_stats_json(await _clients(request).diarizer.cache_stats()))
+
+
+async def diarization_cache_clear(request: Request):
+    return JSONResponse(_cleared_json(await _clients(request).diarizer.clear_cache()))
+
+
+# -- the job stream ------------------------------------------------------------------
+
+
+async def ws_transcribe(websocket: WebSocket):
+    await websocket.accept()
+    clients, settings = _clients(websocket), websocket.state.settings
+
+    async def send(message: dict) -> None:
+        await websocket.send_json(message)
+
+    try:
+        # One connection may run several jobs, one after the other.
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            if message.get("text") is None:
+                await send({"type": "error", "error": "send the request as a JSON text message"})
+                continue
+            try:
+                request = JobRequest.from_message(json.loads(message["text"]))
+            except json.JSONDecodeError:
+                await send({"type": "error", "error": "the request must be JSON"})
+                continue
+            except errors.ServiceError as exc:
+                await send({"type": "error", "error": exc.message})
+                continue
+            job = Job(
+                request,
+                clients,
+                send,
+                progress_interval=settings.gateway_progress_interval_seconds,
+                diarization_timeout=settings.gateway_diarization_timeout_seconds,
+            )
+            try:
+                await job.run()
+            except errors.ServiceError as exc:
+                await send({"type": "error", "error": exc.message})
+            except WebSocketDisconnect:
+                raise
+            except Exception:  # noqa: BLE001 - the client gets a message, the log the trace
+                log.exception("job failed")
+                await send({"type": "error", "error": "internal error; see the gateway log"})
+    except WebSocketDisconnect:
+        log.info("websocket client went away")
+    except RuntimeError:
+        # Sending on a socket the client already closed.
+        log.info("websocket closed while sending")
+
+
+ROUTES = [
+    Route("/", index),
+    Route("/health", health),
+    Route("/gpu", gpu),
+    Route("/api/video-info", video_info, methods=["POST"]),
+    Route("/api/models", models),
+    Route("/api/cache/stats", cache_stats),
+    Route("/api/cache/clear", cache_clear, methods=["POST"]),
+    Route("/api/download-cache/stats", download_cache_stats),
+    Route("/api/download-cache/clear", download_cache_clear, methods=["POST"]),
+    Route("/api/diarization-cache/stats", diarization_cache_stats),
+    Route("/api/diarization-cache/clear", diarization_cache_clear, methods=["POST"]),
+    WebSocketRoute("/ws/transcribe", ws_transcribe),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
 
 
 def create_app(settings: GatewaySettings | None = None) -> Starlette:
     settings = settings or GatewaySettings()
-    # gRPC aio channels belong to the event loop that creates them, so the
-    # clients are made in the lifespan, on the server's loop.
-    clients = Clients(None, None, None)  # type: ignore[arg-type]
-
-    async def index(request: Request):
-        return FileResponse(STATIC / "index.html")
-
-    async def health(request: Request):
-        names = ("downloader", "asr", "diarizer")
-        statuses = await asyncio.gather(*(getattr(clients, n).health() for n in names))
-        services = dict(zip(names, statuses))
-        healthy = all(s == "SERVING" for s in statuses)
-        return JSONResponse(
-            {
-                "status": "healthy" if healthy else "degraded",
-                "timestamp": datetime.now(UTC).isoformat(),
-                "services": services,
-            }
-        )
-
-    async def gpu(request: Request):
-        try:
-            info = await clients.asr.device_info()
-        except errors.ServiceError as exc:
-            return error_response(exc)
-        return JSONResponse(
-            {
-                "gpu_available": info.gpu_available,
-                "gpu_name": info.gpu_name or None,
-                "cuda_version": info.cuda_version or None,
-                "gpu_count": info.gpu_count,
-                "gpu_memory_total_bytes": info.gpu_memory_total_bytes,
-                "device": info.device,
-                "compute_type": info.compute_type,
-            }
-        )
-
-    async def video_info(request: Request):
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse({"error": 'the body must be JSON: {"url": ...}'}, status_code=400)
-        url = body.get("url") if isinstance(body, dict) else None
-        if not isinstance(url, str) or not url.strip():
-            return JSONResponse({"error": "URL is required"}, status_code=400)
-        try:
-            m = await clients.downloader.video_info(url)
-        except errors.ServiceError as exc:
-            return error_response(exc)
-        return JSONResponse(
-            {
-                "title": m.title,
-                "thumbnail": m.thumbnail_url,
-                "duration": m.duration_seconds,
-                "uploader": m.uploader,
-                "view_count": m.view_count,
-                "upload_date": m.upload_date,
-                "description": m.description,
-                "webpage_url": m.webpage_url,
-                "extractor": m.extractor,
-            }
-        )
-
-    def stats_json(stats, with_metadata: bool) -> dict:
-        out = {"total_files": stats.total_files, "total_size": stats.total_bytes, "total_size_mb": round(stats.total_bytes / MB, 2)}
-        if with_metadata:
-            out["metadata_files"] = stats.metadata_files
-        return out
-
-    def cleared_json(result) -> dict:
-        return {"cleared": True, "files_deleted": result.files_deleted, "space_freed_mb": round(result.bytes_freed / MB, 2)}
-
-    async def cache_stats(request: Request):
-        try:
-            return JSONResponse(stats_json(await clients.asr.cache_stats(), with_metadata=False))
-        except errors.ServiceError as exc:
-            return error_response(exc)
-
-    async def cache_clear(request: Request):
-        try:
-            return JSONResponse(cleared_json(await clients.asr.clear_cache()))
-        except errors.ServiceError as exc:
-            return error_response(exc)
-
-    async def download_cache_stats(request: Request):
-        try:
-            return JSONResponse(stats_json(await clients.downloader.cache_stats(), with_metadata=True))
-        except errors.ServiceError as exc:
-            return error_response(exc)
-
-    async def download_cache_clear(request: Request):
-        try:
-            return JSONResponse(cleared_json(await clients.downloader.clear_cache()))
-        except errors.ServiceError as exc:
-            return error_response(exc)
-
-    async def models(request: Request):
-        try:
-            reply = await clients.asr.list_models()
-        except errors.ServiceError as exc:
-            return error_response(exc)
-        return JSONResponse(
-            {
-                "default_model": reply.default_model,
-                "models": [
-                    {"name": m.name, "available": m.available, "loaded": m.loaded, "source": m.source, "multilingual": m.multilingual}
-                    for m in reply.models
-                ],
-            }
-        )
-
-    async def ws_transcribe(websocket: WebSocket):
-        await websocket.accept()
-
-        async def send(message: dict) -> None:
-            await websocket.send_json(message)
-
-        try:
-            # One connection may run several jobs, one after the other.
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    raise WebSocketDisconnect(message.get("code", 1000))
-                if message.get("text") is None:
-                    await send({"type": "error", "error": "send the request as a JSON text message"})
-                    continue
-                try:
-                    request = JobRequest.from_message(json.loads(message["text"]))
-                except json.JSONDecodeError:
-                    await send({"type": "error", "error": "the request must be JSON"})
-                    continue
-                except errors.ServiceError as exc:
-                    await send({"type": "error", "error": exc.message})
-                    continue
-                try:
-                    await Job(request, clients, send, settings.gateway_progress_interval_seconds).run()
-                except errors.ServiceError as exc:
-                    await send({"type": "error", "error": exc.message})
-                except WebSocketDisconnect:
-                    raise
-                except Exception:  # noqa: BLE001 - the client gets a message, the log the trace
-                    log.exception("job failed")
-                    await send({"type": "error", "error": "internal error; see the gateway log"})
-        except WebSocketDisconnect:
-            log.info("websocket client went away")
-        except RuntimeError:
-            # Sending on a socket the client already closed.
-            log.info("websocket closed while sending")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        clients.downloader = DownloaderClient(settings.downloader_addr)
-        clients.asr = AsrClient(settings.asr_addr)
-        clients.diarizer = DiarizerClient(settings.diarizer_addr)
-        yield
+        clients = Clients(DownloaderClient(settings.downloader_addr), AsrClient(settings.asr_addr), DiarizerClient(settings.diarizer_addr))
+        yield {"clients": clients, "settings": settings}
         for client in (clients.downloader, clients.asr, clients.diarizer):
             await client.close()
 
+    allowed_origins = [o.strip() for o in settings.gateway_allowed_origins.split(",") if o.strip()]
     return Starlette(
-        routes=[
-            Route("/", index),
-            Route("/health", health),
-            Route("/gpu", gpu),
-            Route("/api/video-info", video_info, methods=["POST"]),
-            Route("/api/models", models),
-            Route("/api/cache/stats", cache_stats),
-            Route("/api/cache/clear", cache_clear, methods=["POST"]),
-            Route("/api/download-cache/stats", download_cache_stats),
-            Route("/api/download-cache/clear", download_cache_clear, methods=["POST"]),
-            WebSocketRoute("/ws/transcribe", ws_transcribe),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ],
+        routes=ROUTES,
         lifespan=lifespan,
-        middleware=[Middleware(OriginGuard, allowed_origins=[o.strip() for o in settings.gateway_allowed_origins.split(",") if o.strip()])],
+        middleware=[Middleware(OriginGuard, allowed_origins=allowed_origins)],
+        exception_handlers={errors.ServiceError: service_error},
     )
 
 

@@ -8,6 +8,9 @@ Speaks the browser protocol of the app this system replaces (message types
 * ``id`` on every ``transcription_chunk``;
 * ``metadata`` (title, duration, ... of the media) after the download;
 * ``diarization_progress`` while speakers are being found;
+* ``warning {code, message}``: the job goes on but something is missing
+  (``diarization_failed``: the diarizer failed or timed out, so the transcript
+  comes without speakers; a ``status`` with the same text follows for older clients);
 * ``speaker_update``: diarization finishes after (some) segments were already
   sent without a speaker, so this message names the speaker of each of them
   by id. Chunks sent after it carry their speaker inline. With word
@@ -106,8 +109,11 @@ class Clients:
 
 
 class Job:
-    def __init__(self, request: JobRequest, clients: Clients, send: Send, progress_interval: float = 0.5):
+    def __init__(
+        self, request: JobRequest, clients: Clients, send: Send, progress_interval: float = 0.5, diarization_timeout: float | None = None
+    ):
         self.request = request
+        self.diarization_timeout = diarization_timeout or None
         self.clients = clients
         self._send = send
         self._send_lock = asyncio.Lock()
@@ -276,20 +282,24 @@ class Job:
         options = diarizer_pb2.DiarizeOptions(num_speakers=r.num_speakers, min_speakers=r.min_speakers, max_speakers=r.max_speakers)
         turns: list[diarizer_pb2.SpeakerTurn] = []
         try:
-            async for event in self.clients.diarizer.diarize(content_id, options):
-                kind = event.WhichOneof("event")
-                if kind == "progress":
-                    await self.send(
-                        {"type": "diarization_progress", "stage": event.progress.stage, "progress": int(event.progress.percent)}
-                    )
-                elif kind == "turn":
-                    turns.append(event.turn)
-                elif kind == "completed":
-                    self.num_speakers = event.completed.num_speakers
-        except errors.ServiceError as exc:
-            # The transcript is still worth having: report and carry on without speakers.
-            log.warning("diarization failed: %s", exc.message)
-            await self.send({"type": "status", "message": f"Speaker identification failed: {exc.message}"})
+            async with asyncio.timeout(self.diarization_timeout):
+                async for event in self.clients.diarizer.diarize(content_id, options):
+                    kind = event.WhichOneof("event")
+                    if kind == "progress":
+                        await self.send(
+                            {"type": "diarization_progress", "stage": event.progress.stage, "progress": int(event.progress.percent)}
+                        )
+                    elif kind == "turn":
+                        turns.append(event.turn)
+                    elif kind == "completed":
+                        self.num_speakers = event.completed.num_speakers
+        except (errors.ServiceError, TimeoutError) as exc:
+            # The transcript is still worth having: say plainly that speakers are missing, and carry on.
+            reason = exc.message if isinstance(exc, errors.ServiceError) else f"no result within {self.diarization_timeout:.0f} s"
+            log.warning("diarization failed: %s", reason)
+            message = f"Speaker identification failed: {reason}; the transcript has no speakers"
+            await self.send({"type": "warning", "code": "diarization_failed", "message": message})
+            await self.send({"type": "status", "message": message})  # what clients that predate "warning" show
             return
         self.timeline = SpeakerTimeline(turns)
         sent, self.segments = self.segments, []

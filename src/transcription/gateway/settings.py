@@ -11,3 +11,6 @@ class GatewaySettings(CommonSettings):
     # Web origins, besides the gateway's own, whose pages may open /ws/transcribe
     # and POST to the API (comma-separated, e.g. https://ui.example.org; "*" = any).
     gateway_allowed_origins: str = ""
+    # Diarization that has not finished this long after it started is abandoned:
+    # the transcript is delivered without speakers and a warning (0 = no limit).
+    gateway_diarization_timeout_seconds: float = 1800.0

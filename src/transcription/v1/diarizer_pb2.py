@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from transcription.v1 import common_pb2 as transcription_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftranscription/v1/diarizer.proto\x12\x10transcription.v1\x1a\x1dtranscription/v1/common.proto\"R\n\x0e\x44iarizeOptions\x12\x14\n\x0cnum_speakers\x18\x01 \x01(\r\x12\x14\n\x0cmin_speakers\x18\x02 \x01(\r\x12\x14\n\x0cmax_speakers\x18\x03 \x01(\r\"\x82\x01\n\x0e\x44iarizeRequest\x12)\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1a.transcription.v1.AudioRef\x12\x31\n\x07options\x18\x02 \x01(\x0b\x32 .transcription.v1.DiarizeOptions\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xbe\x01\n\x0c\x44iarizeEvent\x12\x39\n\x08progress\x18\x01 \x01(\x0b\x32%.transcription.v1.DiarizationProgressH\x00\x12-\n\x04turn\x18\x02 \x01(\x0b\x32\x1d.transcription.v1.SpeakerTurnH\x00\x12;\n\tcompleted\x18\x03 \x01(\x0b\x32&.transcription.v1.DiarizationCompletedH\x00\x42\x07\n\x05\x65vent\"5\n\x13\x44iarizationProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x01\":\n\x0bSpeakerTurn\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0f\n\x07speaker\x18\x03 \x01(\t\"s\n\x14\x44iarizationCompleted\x12\x14\n\x0cnum_speakers\x18\x01 \x01(\r\x12\x12\n\nturn_count\x18\x02 \x01(\r\x12\x1a\n\x12processing_seconds\x18\x03 \x01(\x01\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x32\xad\x01\n\x08\x44iarizer\x12M\n\x07\x44iarize\x12 .transcription.v1.DiarizeRequest\x1a\x1e.transcription.v1.DiarizeEvent0\x01\x12R\n\rGetDeviceInfo\x12#.transcription.v1.DeviceInfoRequest\x1a\x1c.transcription.v1.DeviceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftranscription/v1/diarizer.proto\x12\x10transcription.v1\x1a\x1dtranscription/v1/common.proto\"R\n\x0e\x44iarizeOptions\x12\x14\n\x0cnum_speakers\x18\x01 \x01(\r\x12\x14\n\x0cmin_speakers\x18\x02 \x01(\r\x12\x14\n\x0cmax_speakers\x18\x03 \x01(\r\"\x96\x01\n\x0e\x44iarizeRequest\x12)\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1a.transcription.v1.AudioRef\x12\x31\n\x07options\x18\x02 \x01(\x0b\x32 .transcription.v1.DiarizeOptions\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\nskip_cache\x18\x04 \x01(\x08\"\xbe\x01\n\x0c\x44iarizeEvent\x12\x39\n\x08progress\x18\x01 \x01(\x0b\x32%.transcription.v1.DiarizationProgressH\x00\x12-\n\x04turn\x18\x02 \x01(\x0b\x32\x1d.transcription.v1.SpeakerTurnH\x00\x12;\n\tcompleted\x18\x03 \x01(\x0b\x32&.transcription.v1.DiarizationCompletedH\x00\x42\x07\n\x05\x65vent\"5\n\x13\x44iarizationProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x01\":\n\x0bSpeakerTurn\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0f\n\x07speaker\x18\x03 \x01(\t\"\x87\x01\n\x14\x44iarizationCompleted\x12\x14\n\x0cnum_speakers\x18\x01 \x01(\r\x12\x12\n\nturn_count\x18\x02 \x01(\r\x12\x1a\n\x12processing_seconds\x18\x03 \x01(\x01\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x12\n\nfrom_cache\x18\x05 \x01(\x08\x32\xda\x02\n\x08\x44iarizer\x12M\n\x07\x44iarize\x12 .transcription.v1.DiarizeRequest\x1a\x1e.transcription.v1.DiarizeEvent0\x01\x12R\n\rGetDeviceInfo\x12#.transcription.v1.DeviceInfoRequest\x1a\x1c.transcription.v1.DeviceInfo\x12R\n\rGetCacheStats\x12#.transcription.v1.CacheStatsRequest\x1a\x1c.transcription.v1.CacheStats\x12W\n\nClearCache\x12#.transcription.v1.CacheClearRequest\x1a$.transcription.v1.CacheClearResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DIARIZEOPTIONS']._serialized_start=84
   _globals['_DIARIZEOPTIONS']._serialized_end=166
   _globals['_DIARIZEREQUEST']._serialized_start=169
-  _globals['_DIARIZEREQUEST']._serialized_end=299
-  _globals['_DIARIZEEVENT']._serialized_start=302
-  _globals['_DIARIZEEVENT']._serialized_end=492
-  _globals['_DIARIZATIONPROGRESS']._serialized_start=494
-  _globals['_DIARIZATIONPROGRESS']._serialized_end=547
-  _globals['_SPEAKERTURN']._serialized_start=549
-  _globals['_SPEAKERTURN']._serialized_end=607
-  _globals['_DIARIZATIONCOMPLETED']._serialized_start=609
-  _globals['_DIARIZATIONCOMPLETED']._serialized_end=724
-  _globals['_DIARIZER']._serialized_start=727
-  _globals['_DIARIZER']._serialized_end=900
+  _globals['_DIARIZEREQUEST']._serialized_end=319
+  _globals['_DIARIZEEVENT']._serialized_start=322
+  _globals['_DIARIZEEVENT']._serialized_end=512
+  _globals['_DIARIZATIONPROGRESS']._serialized_start=514
+  _globals['_DIARIZATIONPROGRESS']._serialized_end=567
+  _globals['_SPEAKERTURN']._serialized_start=569
+  _globals['_SPEAKERTURN']._serialized_end=627
+  _globals['_DIARIZATIONCOMPLETED']._serialized_start=630
+  _globals['_DIARIZATIONCOMPLETED']._serialized_end=765
+  _globals['_DIARIZER']._serialized_start=768
+  _globals['_DIARIZER']._serialized_end=1114
 # @@protoc_insertion_point(module_scope)

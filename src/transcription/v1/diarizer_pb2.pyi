@@ -17,14 +17,16 @@ class DiarizeOptions(_message.Message):
     def __init__(self, num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ...) -> None: ...
 
 class DiarizeRequest(_message.Message):
-    __slots__ = ("audio", "options", "request_id")
+    __slots__ = ("audio", "options", "request_id", "skip_cache")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKIP_CACHE_FIELD_NUMBER: _ClassVar[int]
     audio: _common_pb2.AudioRef
     options: DiarizeOptions
     request_id: str
-    def __init__(self, audio: _Optional[_Union[_common_pb2.AudioRef, _Mapping]] = ..., options: _Optional[_Union[DiarizeOptions, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    skip_cache: bool
+    def __init__(self, audio: _Optional[_Union[_common_pb2.AudioRef, _Mapping]] = ..., options: _Optional[_Union[DiarizeOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., skip_cache: _Optional[bool] = ...) -> None: ...
 
 class DiarizeEvent(_message.Message):
     __slots__ = ("progress", "turn", "completed")
@@ -55,13 +57,15 @@ class SpeakerTurn(_message.Message):
     def __init__(self, start: _Optional[float] = ..., end: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class DiarizationCompleted(_message.Message):
-    __slots__ = ("num_speakers", "turn_count", "processing_seconds", "audio_seconds")
+    __slots__ = ("num_speakers", "turn_count", "processing_seconds", "audio_seconds", "from_cache")
     NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     TURN_COUNT_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
     num_speakers: int
     turn_count: int
     processing_seconds: float
     audio_seconds: float
-    def __init__(self, num_speakers: _Optional[int] = ..., turn_count: _Optional[int] = ..., processing_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ...) -> None: ...
+    from_cache: bool
+    def __init__(self, num_speakers: _Optional[int] = ..., turn_count: _Optional[int] = ..., processing_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., from_cache: _Optional[bool] = ...) -> None: ...

@@ -46,6 +46,16 @@ class DiarizerStub:
                 request_serializer=transcription_dot_v1_dot_common__pb2.DeviceInfoRequest.SerializeToString,
                 response_deserializer=transcription_dot_v1_dot_common__pb2.DeviceInfo.FromString,
                 _registered_method=True)
+        self.GetCacheStats = channel.unary_unary(
+                '/transcription.v1.Diarizer/GetCacheStats',
+                request_serializer=transcription_dot_v1_dot_common__pb2.CacheStatsRequest.SerializeToString,
+                response_deserializer=transcription_dot_v1_dot_common__pb2.CacheStats.FromString,
+                _registered_method=True)
+        self.ClearCache = channel.unary_unary(
+                '/transcription.v1.Diarizer/ClearCache',
+                request_serializer=transcription_dot_v1_dot_common__pb2.CacheClearRequest.SerializeToString,
+                response_deserializer=transcription_dot_v1_dot_common__pb2.CacheClearResponse.FromString,
+                _registered_method=True)
 
 
 class DiarizerServicer:
@@ -53,12 +63,27 @@ class DiarizerServicer:
     """
 
     def Diarize(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Progress while segmentation and embedding run, then the turns, then
+        completed. A result cached for the same audio and options is replayed at once.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetDeviceInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCacheStats(self, request, context):
+        """The diarization cache (keyed by audio content id, pipeline and speaker counts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearCache(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,6 +101,16 @@ def add_DiarizerServicer_to_server(servicer, server):
                     servicer.GetDeviceInfo,
                     request_deserializer=transcription_dot_v1_dot_common__pb2.DeviceInfoRequest.FromString,
                     response_serializer=transcription_dot_v1_dot_common__pb2.DeviceInfo.SerializeToString,
+            ),
+            'GetCacheStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCacheStats,
+                    request_deserializer=transcription_dot_v1_dot_common__pb2.CacheStatsRequest.FromString,
+                    response_serializer=transcription_dot_v1_dot_common__pb2.CacheStats.SerializeToString,
+            ),
+            'ClearCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearCache,
+                    request_deserializer=transcription_dot_v1_dot_common__pb2.CacheClearRequest.FromString,
+                    response_serializer=transcription_dot_v1_dot_common__pb2.CacheClearResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +168,60 @@ class Diarizer:
             '/transcription.v1.Diarizer/GetDeviceInfo',
             transcription_dot_v1_dot_common__pb2.DeviceInfoRequest.SerializeToString,
             transcription_dot_v1_dot_common__pb2.DeviceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCacheStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/transcription.v1.Diarizer/GetCacheStats',
+            transcription_dot_v1_dot_common__pb2.CacheStatsRequest.SerializeToString,
+            transcription_dot_v1_dot_common__pb2.CacheStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/transcription.v1.Diarizer/ClearCache',
+            transcription_dot_v1_dot_common__pb2.CacheClearRequest.SerializeToString,
+            transcription_dot_v1_dot_common__pb2.CacheClearResponse.FromString,
             options,
             channel_credentials,
             insecure,
