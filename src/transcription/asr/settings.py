@@ -8,20 +8,28 @@ from transcription.settings import DEFAULT_ASR_PORT, CommonSettings
 class AsrSettings(CommonSettings):
     asr_host: str = "127.0.0.1"
     asr_port: int = DEFAULT_ASR_PORT
-    # Model used when a request names none: a bundled name (base, tiny.en),
-    # a faster-whisper size or hub id (large-v3, Systran/faster-whisper-small),
-    # or a local CTranslate2 model directory.
+    # Model used when a request names none: a bundled name (base, tiny.en), a
+    # directory name under $DATA_DIR/models/local/, or an allow-listed hub id.
     asr_default_model: str = "base"
+    # Hub models (faster-whisper sizes or Hugging Face ids) that requests may
+    # name, comma-separated, e.g. "large-v3,Systran/faster-whisper-small".
+    # Nothing else from the hub is ever loaded.
+    asr_model_allowlist: str = ""
+    # Loaded models idle this long are unloaded (0 = never); at most this many stay loaded.
+    asr_model_idle_ttl_seconds: float = 900.0
+    asr_max_loaded_models: int = 2
     # Comma-separated models loaded at start-up instead of on first use.
     asr_preload_models: str = ""
     asr_device: str = "auto"  # auto, cpu, cuda
     asr_compute_type: str = "auto"  # auto = float16 on CUDA, int8 on CPU
-    asr_cpu_threads: int = 0  # 0 = CTranslate2's default (all cores)
+    # CTranslate2 threads per model; 0 = every core of the machine. `make run`
+    # gives the ASR all cores but the diarizer's unless this is set.
+    asr_cpu_threads: int = 0
     # Transcriptions decoded at once, and how many may wait for a slot before
     # new ones are refused with RESOURCE_EXHAUSTED.
     asr_max_concurrent: int = 1
     asr_max_queue: int = 16
-    # Never reach the model hub; only bundled and local models load.
+    # Never reach the model hub, even for allow-listed names.
     asr_offline: bool = False
     hf_token: SecretStr | None = None
     deepgram_api_key: SecretStr | None = None

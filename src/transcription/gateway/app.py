@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
-from transcription.gateway.jobs import Clients, Job, JobRequest
+from transcription.gateway.jobs import BACKENDS, Clients, Job, JobRequest
 from transcription.gateway.origin import OriginGuard
 from transcription.gateway.settings import GatewaySettings
 from transcription.log import configure as configure_logging
@@ -48,6 +48,9 @@ HTTP_STATUS = {
 
 async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=HTTP_STATUS.get(exc.status, 500))
+
+
+BACKEND_NAMES = {value: name for name, value in BACKENDS.items()}
 
 
 def _clients(connection: Request | WebSocket) -> Clients:
@@ -92,7 +95,17 @@ async def models(request: Request):
         {
             "default_model": reply.default_model,
             "models": [
-                {"name": m.name, "available": m.available, "loaded": m.loaded, "source": m.source, "multilingual": m.multilingual}
+                {
+                    "name": m.name,
+                    "backend": BACKEND_NAMES.get(m.backend, "faster-whisper"),
+                    "available": m.available,
+                    "loaded": m.loaded,
+                    "source": m.source,
+                    "multilingual": m.multilingual,
+                    "languages": list(m.languages),
+                    "size_bytes": m.size_bytes,
+                    "device": m.device or None,
+                }
                 for m in reply.models
             ],
         }

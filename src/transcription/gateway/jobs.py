@@ -8,6 +8,8 @@ Speaks the browser protocol of the app this system replaces (message types
 * ``id`` on every ``transcription_chunk``;
 * ``metadata`` (title, duration, ... of the media) after the download;
 * ``diarization_progress`` while speakers are being found;
+* ``queue_position {position, estimated_wait_seconds}``: the ASR is busy and
+  this job waits for a decoding slot (1 = next); sent again as it moves up;
 * ``warning {code, message}``: the job goes on but something is missing
   (``diarization_failed``: the diarizer failed or timed out, so the transcript
   comes without speakers; a ``status`` with the same text follows for older clients);
@@ -214,6 +216,11 @@ class Job:
                 await self.send({"type": "transcription_status", "status": "processing", "language": self.language})
             elif kind == "progress":
                 await self._progress(event.progress.processed_seconds, event.progress.total_seconds)
+            elif kind == "queued":
+                q = event.queued
+                await self.send(
+                    {"type": "queue_position", "position": q.position, "estimated_wait_seconds": round(q.estimated_wait_seconds, 1)}
+                )
             elif kind == "segment":
                 await self._segment(event.segment)
             elif kind == "completed":

@@ -61,16 +61,26 @@ class TranscribeRequest(_message.Message):
     def __init__(self, audio: _Optional[_Union[_common_pb2.AudioRef, _Mapping]] = ..., options: _Optional[_Union[TranscribeOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., skip_cache: _Optional[bool] = ...) -> None: ...
 
 class TranscribeEvent(_message.Message):
-    __slots__ = ("started", "progress", "segment", "completed")
+    __slots__ = ("started", "progress", "segment", "completed", "queued")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     started: TranscriptionStarted
     progress: TranscriptionProgress
     segment: Segment
     completed: TranscriptionCompleted
-    def __init__(self, started: _Optional[_Union[TranscriptionStarted, _Mapping]] = ..., progress: _Optional[_Union[TranscriptionProgress, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., completed: _Optional[_Union[TranscriptionCompleted, _Mapping]] = ...) -> None: ...
+    queued: QueuePosition
+    def __init__(self, started: _Optional[_Union[TranscriptionStarted, _Mapping]] = ..., progress: _Optional[_Union[TranscriptionProgress, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., completed: _Optional[_Union[TranscriptionCompleted, _Mapping]] = ..., queued: _Optional[_Union[QueuePosition, _Mapping]] = ...) -> None: ...
+
+class QueuePosition(_message.Message):
+    __slots__ = ("position", "estimated_wait_seconds")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    estimated_wait_seconds: float
+    def __init__(self, position: _Optional[int] = ..., estimated_wait_seconds: _Optional[float] = ...) -> None: ...
 
 class TranscriptionStarted(_message.Message):
     __slots__ = ("language", "language_probability", "language_detected", "duration_seconds", "model", "backend")
@@ -147,20 +157,36 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "backend", "available", "loaded", "source", "multilingual")
+    __slots__ = ("name", "backend", "available", "loaded", "source", "multilingual", "languages", "size_bytes", "device", "users")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     LOADED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     MULTILINGUAL_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     backend: Backend
     available: bool
     loaded: bool
     source: str
     multilingual: bool
-    def __init__(self, name: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., available: _Optional[bool] = ..., loaded: _Optional[bool] = ..., source: _Optional[str] = ..., multilingual: _Optional[bool] = ...) -> None: ...
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    size_bytes: int
+    device: str
+    users: int
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., available: _Optional[bool] = ..., loaded: _Optional[bool] = ..., source: _Optional[str] = ..., multilingual: _Optional[bool] = ..., languages: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., device: _Optional[str] = ..., users: _Optional[int] = ...) -> None: ...
+
+class ModelRequest(_message.Message):
+    __slots__ = ("name", "backend")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backend: Backend
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "default_model")

@@ -46,6 +46,16 @@ class AsrStub:
                 request_serializer=transcription_dot_v1_dot_asr__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=transcription_dot_v1_dot_asr__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/transcription.v1.Asr/LoadModel',
+                request_serializer=transcription_dot_v1_dot_asr__pb2.ModelRequest.SerializeToString,
+                response_deserializer=transcription_dot_v1_dot_asr__pb2.ModelInfo.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/transcription.v1.Asr/UnloadModel',
+                request_serializer=transcription_dot_v1_dot_asr__pb2.ModelRequest.SerializeToString,
+                response_deserializer=transcription_dot_v1_dot_asr__pb2.ModelInfo.FromString,
+                _registered_method=True)
         self.GetDeviceInfo = channel.unary_unary(
                 '/transcription.v1.Asr/GetDeviceInfo',
                 request_serializer=transcription_dot_v1_dot_common__pb2.DeviceInfoRequest.SerializeToString,
@@ -74,6 +84,20 @@ class AsrServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
+        """What may be loaded here (bundled, local, allow-listed hub models) and what is loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadModel(self, request, context):
+        """Load a catalog model now (instead of on first use) / unload an idle one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +134,16 @@ def add_AsrServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=transcription_dot_v1_dot_asr__pb2.ListModelsRequest.FromString,
                     response_serializer=transcription_dot_v1_dot_asr__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=transcription_dot_v1_dot_asr__pb2.ModelRequest.FromString,
+                    response_serializer=transcription_dot_v1_dot_asr__pb2.ModelInfo.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=transcription_dot_v1_dot_asr__pb2.ModelRequest.FromString,
+                    response_serializer=transcription_dot_v1_dot_asr__pb2.ModelInfo.SerializeToString,
             ),
             'GetDeviceInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDeviceInfo,
@@ -182,6 +216,60 @@ class Asr:
             '/transcription.v1.Asr/ListModels',
             transcription_dot_v1_dot_asr__pb2.ListModelsRequest.SerializeToString,
             transcription_dot_v1_dot_asr__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/transcription.v1.Asr/LoadModel',
+            transcription_dot_v1_dot_asr__pb2.ModelRequest.SerializeToString,
+            transcription_dot_v1_dot_asr__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/transcription.v1.Asr/UnloadModel',
+            transcription_dot_v1_dot_asr__pb2.ModelRequest.SerializeToString,
+            transcription_dot_v1_dot_asr__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,

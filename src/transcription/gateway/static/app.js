@@ -7,12 +7,14 @@ const TEXT = {
     auto: "זיהוי אוטומטי", diarize: "זיהוי דוברים", start: "תמלל", transcript: "תמלול",
     toggle: "English", downloading: "מוריד אודיו…", cached: "משתמש בקובץ שמור", transcribing: "מתמלל…",
     speakers: "מזהה דוברים…", done: "התמלול הושלם", speaker: "דובר",
+    queued: "ממתין בתור: מקום", wait: "כ־%s שניות", warning: "אזהרה",
   },
   en: {
     title: "Audio Transcription", url: "Link (YouTube or audio file)", model: "Model", language: "Language",
     auto: "Detect automatically", diarize: "Identify speakers", start: "Transcribe", transcript: "Transcript",
     toggle: "עברית", downloading: "Downloading audio…", cached: "Using cached audio file", transcribing: "Transcribing…",
     speakers: "Identifying speakers…", done: "Transcription complete", speaker: "Speaker",
+    queued: "Waiting in queue: place", wait: "about %s s", warning: "Warning",
   },
 };
 
@@ -122,6 +124,12 @@ function handle(msg, socket) {
     case "transcription_chunk": $("transcript-area").hidden = false; addChunk(msg); break;
     case "diarization_progress": if (transcribed) setStatus("speakers", `${Math.round(msg.progress)}%`); break;
     case "speaker_update": setSpeakers(msg); break;
+    case "queue_position": {
+      const wait = msg.estimated_wait_seconds ? ` (${t("wait").replace("%s", Math.round(msg.estimated_wait_seconds))})` : "";
+      setStatus("queued", `${msg.position}${wait}`);
+      break;
+    }
+    case "warning": $("warning").textContent = msg.message; $("warning").hidden = false; break;
     case "complete": setStatus("done", "", 100); finish(socket); break;
     case "error": showError(msg.error); finish(socket); break;
     default: break; // newer message types are ignored
@@ -141,6 +149,7 @@ function finish(socket) {
 function start(event) {
   event.preventDefault();
   $("error").hidden = true;
+  $("warning").hidden = true;
   $("transcript").replaceChildren();
   $("media-title").textContent = "";
   $("progress-area").hidden = false;
@@ -165,5 +174,33 @@ $("lang-toggle").addEventListener("click", () => {
   lang = lang === "he" ? "en" : "he";
   localStorage.setItem("ui-lang", lang);
   applyLanguage();
+
+// The model menu lists what the ASR service can load (ListModels), its default selected.
+fetch("/api/models").then((r) => (r.ok ? r.json() : null)).then((body) => {
+  if (!body) return;
+  const usable = body.models.filter((m) => m.available && m.backend === "faster-whisper");
+  if (!usable.length) return;
+  $("model").replaceChildren(...usable.map((m) => {
+    const option = document.createElement("option");
+    option.value = m.name;
+    option.textContent = m.multilingual ? m.name : `${m.name} (English)`;
+    option.selected = m.name === body.default_model;
+    return option;
+  }));
+}).catch(() => {});
 });
 applyLanguage();
+
+// The model menu lists what the ASR service can load (ListModels), its default selected.
+fetch("/api/models").then((r) => (r.ok ? r.json() : null)).then((body) => {
+  if (!body) return;
+  const usable = body.models.filter((m) => m.available && m.backend === "faster-whisper");
+  if (!usable.length) return;
+  $("model").replaceChildren(...usable.map((m) => {
+    const option = document.createElement("option");
+    option.value = m.name;
+    option.textContent = m.multilingual ? m.name : `${m.name} (English)`;
+    option.selected = m.name === body.default_model;
+    return option;
+  }));
+}).catch(() => {});
