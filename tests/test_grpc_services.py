@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -207,3 +209,72 @@ async def test_diarizer_caches_results_per_audio_and_options(system, media):
         cleared = await client.clear_cache()
         assert cleared.files_deleted == 2 and (await client.cache_stats()).total_files == 0
         assert not (await run(max_speakers=3))[-1].completed.from_cache
+
+
+async def test_asr_loads_and_unloads_models_on_request(system):
+    async with AsrClient(addr(system, "asr")) as client:
+        loaded = await client.load_model("tiny.en")
+        assert loaded.loaded and loaded.device == "cpu" and loaded.source == "bundled" and loaded.languages == ["en"]
+        listed = {m.name: m for m in (await client.list_models()).models}
+        assert listed["tiny.en"].loaded
+        assert not (await client.unload_model("tiny.en")).loaded
+        assert not {m.name: m for m in (await client.list_models()).models}["tiny.en"].loaded
+        with pytest.raises(errors.InvalidArgument, match="paths are not accepted"):
+            await client.load_model("/etc")
+        # unloaded is not gone: the next request loads it again
+        events = [e async for e in client.transcribe(JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en"), skip_cache=True)]
+        assert "ask not what your country" in " ".join(e.segment.text for e in events if e.HasField("segment")).lower()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def cpu_until_quiet(pid: int, quiet_for: float = 1.0, limit: float = 60.0) -> float:
+    """CPU seconds the process uses from now until it has been idle for ``quiet_for`` seconds."""
+    start = last = cpu_seconds(pid)
+    for _ in range(int(limit / quiet_for)):
+        await asyncio.sleep(quiet_for)
+        now = cpu_seconds(pid)
+        if now - last < 0.05 * quiet_for:
+            return now - start
+        last = now
+    raise AssertionError("the service never went quiet")
+
+
+async def test_a_waiting_request_learns_its_place_and_a_cancelled_one_stops_decoding(system, media):
+    """ASR_MAX_CONCURRENT=1: a second job is told it is next; cancelling the first stops its decoding within a window.
+
+    Measured in CPU seconds, not wall time: the cancelled job (cancelled after its
+    first segment, a quarter of the way into four 30-s windows) may finish the
+    window it is in, but must use clearly less CPU than the whole file needs.
+    """
+    long_audio = (media.directory / "ami-2min.wav").read_bytes()
+    options = asr_pb2.TranscribeOptions(model="base", language="en")
+    pid = system.processes["asr"].pid
+    async with AsrClient(addr(system, "asr")) as first_client, AsrClient(addr(system, "asr")) as second_client:
+        await cpu_until_quiet(pid)
+        before = cpu_seconds(pid)
+        whole = [e async for e in first_client.transcribe(long_audio, options, skip_cache=True)]
+        assert whole[-1].HasField("completed")
+        full_cpu = cpu_seconds(pid) - before + await cpu_until_quiet(pid)
+
+        before = cpu_seconds(pid)
+        first = first_client.transcribe(long_audio, options, skip_cache=True)
+        async for event in first:  # decoding has begun: the slot is taken
+            if event.HasField("segment"):
+                break
+        second = second_client.transcribe(JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en"), skip_cache=True)
+        queued = await anext(second)
+        assert queued.HasField("queued") and queued.queued.position == 1, queued
+        await second.aclose()  # leaves the line
+        await first.aclose()  # the client goes away mid-file
+        cancelled_cpu = cpu_seconds(pid) - before + await cpu_until_quiet(pid)
+        assert cancelled_cpu < 0.8 * full_cpu, f"the cancelled job used {cancelled_cpu:.1f} CPU s of the whole file's {full_cpu:.1f}"
+
+        third = [
+            e async for e in second_client.transcribe(JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en"), skip_cache=True)
+        ]
+    assert not any(e.HasField("queued") for e in third), "the slot was released, nobody is left in line"
+    assert third[-1].HasField("completed")

@@ -56,8 +56,8 @@ def test_catalog_offers_bundled_local_and_allow_listed_models_only(catalog):
         offline.resolve("Systran/faster-whisper-small")
 
 
-async def test_eight_simultaneous_first_requests_load_once(catalog, tmp_path):
-    loader = WhisperLoader(tmp_path, device="cpu", compute_type="int8", cpu_threads=1, hf_token=None)
+async def test_eight_simultaneous_first_requests_load_once(catalog):
+    loader = WhisperLoader(catalog.models_dir, device="cpu", compute_type="int8", cpu_threads=1, hf_token=None)
     calls = []
 
     def counting_load(entry):

@@ -32,6 +32,7 @@ from transcription.asr.whisper_convert import (  # noqa: E402
     converted_checkpoint,
     load_model,
     main,
+    read_ct2_variables,
 )
 from transcription.audio import decode  # noqa: E402
 
@@ -217,18 +218,21 @@ def test_cache_follows_a_changed_source(models_dir, tmp_path):
 # -- bad input ------------------------------------------------------------------------------
 
 
-def _ct2_file(spec: str, variables: dict[str, np.ndarray]) -> bytes:
+def _ct2_file(spec: str, variables: dict[str, np.ndarray], aliases: dict[str, str] | None = None) -> bytes:
     """A CTranslate2 binary (version 6) in the layout model_spec.py writes."""
+
+    aliases = aliases or {}
 
     def string(text: str) -> bytes:
         return struct.pack("<H", len(text) + 1) + text.encode() + b"\0"
 
-    type_ids = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "float16": 4}
+    type_ids = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "float16": 4, "uint16": 5}  # uint16: bfloat16 bits
     out = struct.pack("<I", 6) + string(spec) + struct.pack("<II", 1, len(variables))
     for name, value in variables.items():
         out += string(name) + struct.pack("<B", value.ndim) + b"".join(struct.pack("<I", d) for d in value.shape)
         out += struct.pack("<BI", type_ids[value.dtype.name], value.nbytes) + value.tobytes()
-    return out + struct.pack("<I", 0)
+    out += struct.pack("<I", len(aliases)) + b"".join(string(alias) + string(target) for alias, target in aliases.items())
+    return out
 
 
 def test_missing_or_foreign_model_is_a_clear_error(models_dir, tmp_path):
@@ -252,6 +256,16 @@ def test_missing_or_foreign_model_is_a_clear_error(models_dir, tmp_path):
         with pytest.raises(ConversionError, match=message):
             convert(directory, output)
     assert not output.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_reads_bfloat16_and_aliases(tmp_path):
+    bf16 = np.array([0x3FC0, 0xC020], np.uint16)  # bfloat16 bits of 1.5 and -2.5
+    model_bin = tmp_path / "model.bin"
+    model_bin.write_bytes(_ct2_file("WhisperSpec", {"a": bf16, "b": np.array([0.5], np.float16)}, {"c": "b"}))
+    spec, revision, variables = read_ct2_variables(model_bin)
+    assert (spec, revision) == ("WhisperSpec", 1)
+    assert variables["a"].dtype == np.float32 and variables["a"].tolist() == [1.5, -2.5]
+    assert variables["c"] is variables["b"]
 
 
 def test_quantized_model_is_refused(tmp_path):

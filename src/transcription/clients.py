@@ -13,7 +13,6 @@ subclasses carrying the server's message.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import AsyncIterator
 
 import grpc
@@ -41,19 +40,30 @@ def _translate(exc: grpc.aio.AioRpcError, service: str) -> errors.ServiceError:
     return errors.from_status(code.name, message)
 
 
+def _streaming(method):
+    """For methods returning a server-streaming call: iterate it, re-raising gRPC failures as `ServiceError`s.
+
+    A consumer that stops early (closes the iterator, or is cancelled) cancels
+    the call at once, so the server stops working on it too: leaving the call
+    to the garbage collector would let a model decode a file nobody reads.
+    """
+
+    @functools.wraps(method)
+    async def stream(self, *args, **kwargs):
+        call = method(self, *args, **kwargs)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, self.service_name) from None
+        finally:
+            call.cancel()  # no-op once the call has ended
+
+    return stream
+
+
 def _translating(method):
-    """Re-raise gRPC failures of a client method as `ServiceError`s."""
-    if inspect.isasyncgenfunction(method):
-
-        @functools.wraps(method)
-        async def stream(self, *args, **kwargs):
-            try:
-                async for item in method(self, *args, **kwargs):
-                    yield item
-            except grpc.aio.AioRpcError as exc:
-                raise _translate(exc, self.service_name) from None
-
-        return stream
+    """Re-raise gRPC failures of a unary client method as `ServiceError`s."""
 
     @functools.wraps(method)
     async def unary(self, *args, **kwargs):
@@ -128,8 +138,8 @@ class DownloaderClient(_CacheOwner):
         super().__init__(address, **kwargs)
         self.stub = downloader_pb2_grpc.DownloaderStub(self.channel)
 
-    @_translating
-    async def fetch(
+    @_streaming
+    def fetch(
         self,
         url: str,
         *,
@@ -138,14 +148,11 @@ class DownloaderClient(_CacheOwner):
         timeout: float | None = None,
     ) -> AsyncIterator[downloader_pb2.FetchEvent]:
         request = downloader_pb2.FetchRequest(url=url, force_refresh=force_refresh, method=method)
-        async for event in self.stub.Fetch(request, timeout=timeout):
-            yield event
+        return self.stub.Fetch(request, timeout=timeout)
 
-    @_translating
-    async def iter_audio(self, content_id: str, *, offset: int = 0, length: int = 0) -> AsyncIterator[downloader_pb2.AudioChunk]:
-        request = downloader_pb2.ReadAudioRequest(content_id=content_id, offset=offset, length=length)
-        async for chunk in self.stub.ReadAudio(request):
-            yield chunk
+    @_streaming
+    def iter_audio(self, content_id: str, *, offset: int = 0, length: int = 0) -> AsyncIterator[downloader_pb2.AudioChunk]:
+        return self.stub.ReadAudio(downloader_pb2.ReadAudioRequest(content_id=content_id, offset=offset, length=length))
 
     async def read_audio(self, content_id: str) -> bytes:
         """The whole stored file."""
@@ -164,8 +171,8 @@ class AsrClient(_CacheOwner):
         super().__init__(address, **kwargs)
         self.stub = asr_pb2_grpc.AsrStub(self.channel)
 
-    @_translating
-    async def transcribe(
+    @_streaming
+    def transcribe(
         self,
         audio: str | bytes | common_pb2.AudioRef,
         options: asr_pb2.TranscribeOptions | None = None,
@@ -180,12 +187,19 @@ class AsrClient(_CacheOwner):
             request_id=request_id,
             skip_cache=skip_cache,
         )
-        async for event in self.stub.Transcribe(request, timeout=timeout):
-            yield event
+        return self.stub.Transcribe(request, timeout=timeout)
 
     @_translating
     async def list_models(self) -> asr_pb2.ListModelsResponse:
         return await self.stub.ListModels(asr_pb2.ListModelsRequest(), timeout=30)
+
+    @_translating
+    async def load_model(self, name: str, *, timeout: float | None = 900) -> asr_pb2.ModelInfo:
+        return await self.stub.LoadModel(asr_pb2.ModelRequest(name=name), timeout=timeout)
+
+    @_translating
+    async def unload_model(self, name: str) -> asr_pb2.ModelInfo:
+        return await self.stub.UnloadModel(asr_pb2.ModelRequest(name=name), timeout=60)
 
     @_translating
     async def device_info(self) -> common_pb2.DeviceInfo:
@@ -200,8 +214,8 @@ class DiarizerClient(_CacheOwner):
         super().__init__(address, **kwargs)
         self.stub = diarizer_pb2_grpc.DiarizerStub(self.channel)
 
-    @_translating
-    async def diarize(
+    @_streaming
+    def diarize(
         self,
         audio: str | bytes | common_pb2.AudioRef,
         options: diarizer_pb2.DiarizeOptions | None = None,
@@ -213,8 +227,7 @@ class DiarizerClient(_CacheOwner):
         request = diarizer_pb2.DiarizeRequest(
             audio=audio_ref(audio), options=options or diarizer_pb2.DiarizeOptions(), request_id=request_id, skip_cache=skip_cache
         )
-        async for event in self.stub.Diarize(request, timeout=timeout):
-            yield event
+        return self.stub.Diarize(request, timeout=timeout)
 
     @_translating
     async def device_info(self) -> common_pb2.DeviceInfo:

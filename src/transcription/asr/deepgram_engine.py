@@ -254,10 +254,28 @@ def segments_with_speakers(response: Any, options: DeepgramOptions) -> list[tupl
     ]
     if utterances:
         for u in utterances:
-            pieces.append((_num(u, "start"), _num(u, "end"), _get(u, "transcript") or "", _get(u, "words") or [], _get(u, "confidence"), _get(u, "speaker")))
+            pieces.append(
+                (
+                    _num(u, "start"),
+                    _num(u, "end"),
+                    _get(u, "transcript") or "",
+                    _get(u, "words") or [],
+                    _get(u, "confidence"),
+                    _get(u, "speaker"),
+                )
+            )
     elif sentences:
         for (sentence, speaker), its_words in zip(sentences, _words_by_sentence(words, [s for s, _ in sentences])):
-            pieces.append((_num(sentence, "start"), _num(sentence, "end"), _get(sentence, "text") or "", its_words, _mean_confidence(its_words), speaker))
+            pieces.append(
+                (
+                    _num(sentence, "start"),
+                    _num(sentence, "end"),
+                    _get(sentence, "text") or "",
+                    its_words,
+                    _mean_confidence(its_words),
+                    speaker,
+                )
+            )
     elif words or (_get(alternative, "transcript") or "").strip():
         runs = _speaker_runs(words)
         if len(runs) <= 1:
@@ -302,7 +320,7 @@ def _word(w: Any) -> engine.Word:
 
 
 def _word_text(w: Any) -> str:
-    return (_get(w, "punctuated_word") or _get(w, "word") or "").strip()
+    return (_get(w, "word") or "").strip()
 
 
 def _words_by_sentence(words: Sequence[Any], sentences: Sequence[Any]) -> list[list[Any]]:
@@ -378,9 +396,12 @@ def _deepgram_says(body: Any) -> str:
 def _api_error(status: int | None, body: Any, headers: dict[str, str] | None, api_key: str) -> ServiceError:
     said = _scrub(_deepgram_says(body), api_key)
     because = f" ({status} {said})" if said else f" ({status})"
-    if status in (401, 403):
-        what = "rejected" if status == 401 else "refused this request for"
-        return FailedPrecondition(f"Deepgram {what} DEEPGRAM_API_KEY{because}; check the key set on the ASR service and its project's permissions")
+    if status == 401:
+        return FailedPrecondition(f"Deepgram rejected DEEPGRAM_API_KEY{because}; check the key set on the ASR service")
+    if status == 403:
+        return FailedPrecondition(
+            f"DEEPGRAM_API_KEY may not make this request{because}; check its project's permissions for the model and features asked for"
+        )
     if status == 402:
         return FailedPrecondition(f"the Deepgram account has no credit left for transcription{because}")
     if status == 404:

@@ -78,10 +78,10 @@ class ModelDimensions:
 
 
 class _Reader:
-    def __init__(self, data: memoryview, path: Path):
+    def __init__(self, data: np.ndarray, path: Path):
         self.data, self.offset, self.path = data, 0, path
 
-    def take(self, size: int) -> memoryview:
+    def take(self, size: int) -> np.ndarray:
         if self.offset + size > len(self.data):
             raise ConversionError(f"{self.path} is truncated (wanted {size} bytes at offset {self.offset})")
         chunk = self.data[self.offset : self.offset + size]
@@ -89,11 +89,11 @@ class _Reader:
         return chunk
 
     def unpack(self, fmt: str) -> int:
-        (value,) = struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+        (value,) = struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)).tobytes())
         return value
 
     def string(self) -> str:
-        raw = bytes(self.take(self.unpack("H")))  # length counts the trailing NUL
+        raw = self.take(self.unpack("H")).tobytes()  # length counts the trailing NUL
         if not raw.endswith(b"\0"):
             raise ConversionError(f"{self.path} is not a CTranslate2 model file (bad string at offset {self.offset})")
         return raw[:-1].decode("utf-8")
@@ -102,10 +102,13 @@ class _Reader:
 def read_ct2_variables(model_bin: Path) -> tuple[str, int, dict[str, np.ndarray]]:
     """Parse a CTranslate2 ``model.bin``: (spec name, spec revision, variables with aliases resolved).
 
-    Arrays are copies (the file is not kept open); bfloat16 ones come back as float32.
+    Arrays are copies (the file is mapped, not read whole, and not kept open);
+    bfloat16 ones come back as float32.
     """
-    raw = model_bin.read_bytes()
-    reader = _Reader(memoryview(raw), model_bin)
+    if model_bin.stat().st_size < 4:
+        raise ConversionError(f"{model_bin} is too short to be a CTranslate2 model")
+    raw = np.memmap(model_bin, dtype=np.uint8, mode="r")
+    reader = _Reader(raw, model_bin)
     version = reader.unpack("I")
     if not _MIN_BINARY_VERSION <= version <= _MAX_BINARY_VERSION:
         raise ConversionError(
@@ -125,7 +128,7 @@ def read_ct2_variables(model_bin: Path) -> tuple[str, int, dict[str, np.ndarray]
         np_dtype = np.dtype("uint16" if dtype == "bfloat16" else dtype).newbyteorder("<")
         if size != np_dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
             raise ConversionError(f"{model_bin}: variable {name} has {size} bytes for shape {shape} of {dtype}")
-        array = np.frombuffer(reader.take(size), dtype=np_dtype).reshape(shape)
+        array = reader.take(size).view(np_dtype).reshape(shape)
         if dtype == "bfloat16":  # exact: bfloat16 is the top half of a float32
             array = (array.astype(np.uint32) << 16).view(np.float32)
         variables[name] = array.astype(array.dtype.newbyteorder("="), copy=True)
@@ -200,7 +203,7 @@ def whisper_state_dict(variables: dict[str, np.ndarray]) -> tuple[ModelDimension
                 state[f"{target}.{part}.bias"] = bias.clone()
 
     def block(target: str, source: str, cross: bool) -> None:
-        split(f"{target}.attn", f"{source}/self_attention/linear_0", ("key", "query", "value"))
+        split(f"{target}.attn", f"{source}/self_attention/linear_0", ("query", "key", "value"))
         linear(f"{target}.attn.out", f"{source}/self_attention/linear_1")
         layer_norm(f"{target}.attn_ln", f"{source}/self_attention/layer_norm")
         if cross:
@@ -233,7 +236,13 @@ def whisper_state_dict(variables: dict[str, np.ndarray]) -> tuple[ModelDimension
         raise ConversionError("the decoder output projection is not tied to the token embedding, as openai-whisper needs")
 
     # Flags that change the computation: refuse a model whose flags openai-whisper does not follow.
-    expected_flags = {"decoder/scale_embeddings": 0, "decoder/pre_norm": 1, "decoder/alibi": 0, "decoder/start_from_zero_embedding": 0}
+    expected_flags = {
+        "decoder/activation": 3,  # common_spec.Activation.GELU
+        "decoder/scale_embeddings": 0,
+        "decoder/pre_norm": 1,
+        "decoder/alibi": 0,
+        "decoder/start_from_zero_embedding": 0,
+    }
     for name, expected in expected_flags.items():
         if name in variables and _scalar(variables, name) != expected:
             raise ConversionError(f"{name} is {_scalar(variables, name)}, openai-whisper needs {expected}")
@@ -299,8 +308,11 @@ def converted_checkpoint(ct2_dir: Path, cache_dir: Path) -> Path:
 
     ``cache_dir/<model dir name>.pt`` is reused only while its JSON sidecar
     (``.pt.json``) records the sha256 of the source ``model.bin`` and of the
-    checkpoint and both still match; otherwise the model is converted again.
-    Hashing costs about a second for ``base``; conversion a few seconds.
+    checkpoint and both still match; otherwise the model is converted again
+    (hashing both takes well under a second for ``base``, converting about one).
+    Two sources whose directories share a name would take turns overwriting
+    each other's checkpoint (correct, but slow): give them separate cache dirs.
+    Conversion is deterministic, so processes racing on one cache agree.
     """
     model_bin = _model_bin(ct2_dir)
     cache_dir = Path(cache_dir)
@@ -338,7 +350,11 @@ def alignment_heads(ct2_dir: Path) -> list[tuple[int, int]] | None:
     except (OSError, ValueError):
         return None
     heads = config.get("alignment_heads") if isinstance(config, dict) else None
-    return [(int(layer), int(head)) for layer, head in heads] if heads else None
+    try:
+        return [(int(layer), int(head)) for layer, head in heads] if heads else None
+    except (TypeError, ValueError):
+        log.warning("ignoring malformed alignment_heads in %s", Path(ct2_dir) / "config.json")
+        return None
 
 
 def load_model(ct2_dir: Path, cache_dir: Path, device: str = "cpu") -> whisper.Whisper:
@@ -352,9 +368,12 @@ def load_model(ct2_dir: Path, cache_dir: Path, device: str = "cpu") -> whisper.W
     import whisper
 
     model = whisper.load_model(str(converted_checkpoint(ct2_dir, cache_dir)), device=device)
-    heads = alignment_heads(ct2_dir)
+    dims = model.dims
+    heads = [
+        (layer, head) for layer, head in alignment_heads(ct2_dir) or () if 0 <= layer < dims.n_text_layer and 0 <= head < dims.n_text_head
+    ]
     if heads:
-        mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
+        mask = torch.zeros(dims.n_text_layer, dims.n_text_head, dtype=torch.bool)
         for layer, head in heads:
             mask[layer, head] = True
         model.register_buffer("alignment_heads", mask.to_sparse().to(model.device), persistent=False)
