@@ -146,3 +146,13 @@ def test_launcher_starts_all_four_and_ctrl_c_stops_them(tmp_path):
     finally:
         if launcher.poll() is None:
             launcher.kill()
+
+
+def test_make_run_shares_the_cores_between_asr_and_diarizer():
+    from transcription.launcher import split_cores
+
+    assert split_cores({}, 8) == {"DIARIZER_THREADS": "1", "ASR_CPU_THREADS": "7"}
+    assert split_cores({}, 2) == {"DIARIZER_THREADS": "1", "ASR_CPU_THREADS": "1"}
+    assert split_cores({}, 1) == {"DIARIZER_THREADS": "1", "ASR_CPU_THREADS": "1"}
+    assert split_cores({"DIARIZER_THREADS": "2"}, 8) == {"DIARIZER_THREADS": "2", "ASR_CPU_THREADS": "6"}
+    assert split_cores({"ASR_CPU_THREADS": "3"}, 8) == {"DIARIZER_THREADS": "1"}, "a value the user set wins"

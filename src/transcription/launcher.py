@@ -158,9 +158,22 @@ def _http_ok(host: str, port: int, path: str) -> bool:
         return False
 
 
+def split_cores(environ: dict[str, str], cores: int) -> dict[str, str]:
+    """Thread settings that share the machine between ASR and diarizer instead of oversubscribing it.
+
+    The diarizer keeps DIARIZER_THREADS (1 by default: its segmentation LSTM is
+    fastest on one thread); the ASR gets the other cores. Values already set win.
+    """
+    diarizer = int(environ.get("DIARIZER_THREADS") or 1)
+    split = {"DIARIZER_THREADS": str(diarizer)}
+    if not int(environ.get("ASR_CPU_THREADS") or 0):
+        split["ASR_CPU_THREADS"] = str(max(1, cores - diarizer))
+    return split
+
+
 def main() -> None:
     host = os.environ.get("BIND_HOST", "127.0.0.1")
-    group = ServiceGroup(Ports.from_env(), host=host)
+    group = ServiceGroup(Ports.from_env(), host=host, env=split_cores(dict(os.environ), os.cpu_count() or 1))
     print("Starting downloader, ASR, diarizer and gateway (the first start loads the models)...", flush=True)
     try:
         group.start()

@@ -190,7 +190,7 @@ async def fetch_transcript(
 def _query(options: DeepgramOptions) -> dict[str, Any]:
     """The SDK's keyword arguments: each becomes a query parameter (None ones are left out)."""
     return {
-        "model": options.model,
+        "model": options.model or DEFAULT_MODEL,
         "language": options.language or None,
         "detect_language": None if options.language else True,
         "punctuate": options.punctuate,
@@ -221,9 +221,9 @@ def emit_events(response: Any, options: DeepgramOptions, emit: Callable[[engine.
         engine.Started(
             language=language,
             language_probability=probability,
-            language_detected=options.language is None,
+            language_detected=not options.language,
             duration_seconds=duration,
-            model=options.model,
+            model=options.model or DEFAULT_MODEL,
         )
     )
     carries_speaker = "speaker" in {f.name for f in dataclasses.fields(engine.Segment)}
@@ -320,7 +320,7 @@ def _word(w: Any) -> engine.Word:
 
 
 def _word_text(w: Any) -> str:
-    return (_get(w, "word") or "").strip()
+    return (_get(w, "punctuated_word") or _get(w, "word") or "").strip()
 
 
 def _words_by_sentence(words: Sequence[Any], sentences: Sequence[Any]) -> list[list[Any]]:

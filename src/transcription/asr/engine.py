@@ -67,6 +67,7 @@ class Segment:
     no_speech_prob: float
     compression_ratio: float
     words: list[Word] = field(default_factory=list)
+    speaker: str | None = None  # only from an engine that diarizes itself (Deepgram)
 
 
 @dataclass

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 
 from transcription import audio, devices
-from transcription.asr import engine
+from transcription.asr import deepgram_engine, engine
 from transcription.asr.cache import TranscriptCache
+from transcription.asr.deepgram_engine import DeepgramOptions
 from transcription.asr.manager import ModelManager
 from transcription.asr.models import ModelCatalog, ModelEntry, WhisperLoader
 from transcription.asr.settings import AsrSettings
@@ -25,7 +28,7 @@ logger = logging.getLogger(__name__)
 MAX_BEAM_SIZE = 20
 
 
-def _event_pb(event: engine.Event) -> asr_pb2.TranscribeEvent:
+def _event_pb(event: engine.Event, backend: int) -> asr_pb2.TranscribeEvent:
     if isinstance(event, engine.Segment):
         fields = asdict(event)
         fields["words"] = [asr_pb2.Word(**w) for w in fields["words"]]
@@ -33,7 +36,7 @@ def _event_pb(event: engine.Event) -> asr_pb2.TranscribeEvent:
     if isinstance(event, engine.Progress):
         return asr_pb2.TranscribeEvent(progress=asr_pb2.TranscriptionProgress(**asdict(event)))
     if isinstance(event, engine.Started):
-        return asr_pb2.TranscribeEvent(started=asr_pb2.TranscriptionStarted(**asdict(event), backend=asr_pb2.BACKEND_FASTER_WHISPER))
+        return asr_pb2.TranscribeEvent(started=asr_pb2.TranscriptionStarted(**asdict(event), backend=backend))
     if isinstance(event, engine.Completed):
         return asr_pb2.TranscribeEvent(completed=asr_pb2.TranscriptionCompleted(**asdict(event)))
     raise TypeError(f"unknown event {event!r}")
@@ -67,20 +70,29 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         self.compute_type = compute_type
         self.admission = Admission(settings.asr_max_concurrent, settings.asr_max_queue, "ASR service")
 
-    def _options(self, request: asr_pb2.TranscribeRequest) -> engine.Options:
+    def _options(self, request: asr_pb2.TranscribeRequest) -> engine.Options | DeepgramOptions:
+        """The request's options, checked; every refusal here comes before any audio is read."""
         o = request.options
+        language = o.language.strip().lower()
+        language = None if language in ("", "auto") else language
         if o.backend == asr_pb2.BACKEND_DEEPGRAM:
             if self.settings.deepgram_api_key is None:
                 raise FailedPrecondition("the deepgram backend needs DEEPGRAM_API_KEY set on the ASR service")
-            raise Unimplemented("the deepgram backend is not available in this release")
+            if o.task == asr_pb2.TASK_TRANSLATE:
+                raise InvalidArgument("the deepgram backend transcribes only; translation needs faster-whisper or openai-whisper")
+            return DeepgramOptions(
+                model=o.model.strip() or deepgram_engine.DEFAULT_MODEL,
+                language=language,
+                diarize=o.diarize,
+                word_timestamps=o.word_timestamps,
+            )
         if o.backend == asr_pb2.BACKEND_OPENAI_WHISPER:
             raise Unimplemented("the openai-whisper backend is not available in this release; use faster-whisper")
         if o.beam_size > MAX_BEAM_SIZE:
             raise InvalidArgument(f"beam_size must be at most {MAX_BEAM_SIZE}")
-        language = o.language.strip().lower()
         return engine.Options(
             model=o.model.strip() or self.settings.asr_default_model,
-            language=None if language in ("", "auto") else language,
+            language=language,
             task="translate" if o.task == asr_pb2.TASK_TRANSLATE else "transcribe",
             beam_size=o.beam_size or 5,
             vad_filter=o.vad_filter if o.HasField("vad_filter") else True,
@@ -91,33 +103,54 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
     @rpc
     async def Transcribe(self, request: asr_pb2.TranscribeRequest, context):
         options = self._options(request)
-        entry = self.catalog.resolve(options.model)  # an unknown model is refused before any audio moves
+        backend = request.options.backend or asr_pb2.BACKEND_FASTER_WHISPER
+        local = isinstance(options, engine.Options)
+        entry = self.catalog.resolve(options.model) if local else None  # unknown models are refused before any audio moves
         content_id = request.audio.content_id
         if request.audio.WhichOneof("source") == "inline_audio" and request.audio.inline_audio:
             content_id = hashlib.sha256(request.audio.inline_audio).hexdigest()  # inline audio: keyed by its hash
         if content_id and not request.skip_cache:  # a cache hit needs neither audio, model nor slot
             if cached := await asyncio.to_thread(self.cache.get_transcript, content_id, options):
                 for event in _replay(cached):
-                    yield _event_pb(event)
+                    yield _event_pb(event, backend)
                 return
 
-        async with self.admission.reserve(), self.models.acquire(entry) as model:  # a load holds no decoding slot
+        events: list[engine.Event] = []
+        async with self.admission.reserve(), self.models.acquire(entry) if local else _no_model() as model:  # loads hold no slot
             async for position in self.admission.queue_for_slot():
                 queued = asr_pb2.QueuePosition(position=position, estimated_wait_seconds=self.admission.estimated_wait(position))
                 yield asr_pb2.TranscribeEvent(queued=queued)
             async with self.admission.holding():
                 data = await resolve_audio(request.audio, self.downloader)  # only now: a waiting job holds no audio
-                pcm = await asyncio.to_thread(audio.decode, data)
-                del data
-                events: list[engine.Event] = []
-                async for event in stream_from_thread(lambda emit: engine.transcribe(model, pcm, options, emit)):
+                if local:
+                    pcm = await asyncio.to_thread(audio.decode, data)
+                    del data
+                    stream = stream_from_thread(lambda emit: engine.transcribe(model, pcm, options, emit))
+                else:
+                    stream = self._deepgram(data, options)
+                async for event in stream:
                     if not isinstance(event, engine.Progress):
                         events.append(event)
-                    yield _event_pb(event)
+                    yield _event_pb(event, backend)
 
         if not request.skip_cache and content_id:
             started, *segments, completed = events
             await asyncio.to_thread(self.cache.put_transcript, content_id, options, started, segments, completed)
+
+    async def _deepgram(self, data: bytes, options: DeepgramOptions) -> AsyncIterator[engine.Event]:
+        """Deepgram answers once, with the whole transcript: its events, after the answer."""
+        events: list[engine.Event] = []
+        await deepgram_engine.transcribe_deepgram(
+            data,
+            None,
+            options,
+            api_key=self.settings.deepgram_api_key.get_secret_value(),
+            base_url=self.settings.deepgram_base_url,
+            emit=events.append,
+            timeout=self.settings.deepgram_timeout_seconds,
+        )
+        for event in events:
+            yield event
 
     def _model_info(self, entry: ModelEntry) -> asr_pb2.ModelInfo:
         return asr_pb2.ModelInfo(
@@ -138,9 +171,9 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         models = [self._model_info(entry) for entry in await asyncio.to_thread(self.catalog.entries)]
         models.append(
             asr_pb2.ModelInfo(
-                name="deepgram",
+                name=deepgram_engine.DEFAULT_MODEL,
                 backend=asr_pb2.BACKEND_DEEPGRAM,
-                available=False,
+                available=self.settings.deepgram_api_key is not None,
                 source="cloud",
                 multilingual=True,
             )
@@ -171,6 +204,12 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
     @rpc
     async def ClearCache(self, request, context):
         return common_pb2.CacheClearResponse(**await asyncio.to_thread(self.cache.clear))
+
+
+@contextlib.asynccontextmanager
+async def _no_model() -> AsyncIterator[None]:
+    """A cloud engine's stand-in for a loaded model."""
+    yield None
 
 
 def build(settings: AsrSettings) -> AsrServicer:

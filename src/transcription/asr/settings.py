@@ -33,3 +33,7 @@ class AsrSettings(CommonSettings):
     asr_offline: bool = False
     hf_token: SecretStr | None = None
     deepgram_api_key: SecretStr | None = None
+    # Deepgram's API root (https://api.deepgram.com unless set: a self-hosted Deepgram),
+    # and how long one transcription may take there, retries included.
+    deepgram_base_url: str | None = None
+    deepgram_timeout_seconds: float = 600.0

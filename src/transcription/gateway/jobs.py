@@ -136,7 +136,9 @@ class Job:
         content_id = await self._download()
         await self.send({"type": "status", "message": "Transcribing...", "progress": 30})
         transcribing = asyncio.create_task(self._transcribe(content_id))
-        diarizing = asyncio.create_task(self._diarize(content_id)) if self.request.enable_diarization else None
+        # Deepgram diarizes in the same call: its segments carry their speakers, no diarizer needed
+        local_speakers = self.request.enable_diarization and self.request.backend != "deepgram"
+        diarizing = asyncio.create_task(self._diarize(content_id)) if local_speakers else None
         try:
             await transcribing
             if diarizing is not None:
@@ -152,10 +154,16 @@ class Job:
                 "language": self.language,
                 "duration": self.duration,
                 "segments": len(self.segments),
-                "num_speakers": self.num_speakers if self.timeline is not None else None,
+                "num_speakers": self._num_speakers(),
                 "processing_seconds": round(time.monotonic() - began, 3),
             }
         )
+
+    def _num_speakers(self) -> int | None:
+        if self.timeline is not None:
+            return self.num_speakers
+        inline = {s["speaker"] for s in self.segments if s.get("speaker")}  # speakers the ASR engine found itself
+        return len(inline) if inline else None
 
     # -- download ----------------------------------------------------------
 
@@ -204,6 +212,7 @@ class Job:
             language=r.language or "",
             task=asr_pb2.TASK_TRANSLATE if r.task == "translate" else asr_pb2.TASK_TRANSCRIBE,
             word_timestamps=r.word_timestamps,
+            diarize=r.enable_diarization and r.backend == "deepgram",
         )
 
     async def _transcribe(self, content_id: str) -> None:
@@ -242,7 +251,7 @@ class Job:
             "text": seg.text,
             "start": round(seg.start, 3),
             "end": round(seg.end, 3),
-            "speaker": None,
+            "speaker": seg.speaker if seg.HasField("speaker") else None,  # engines that diarize themselves
         }
         if seg.words:
             chunk["words"] = [

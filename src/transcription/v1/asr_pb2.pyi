@@ -29,7 +29,7 @@ TASK_TRANSCRIBE: Task
 TASK_TRANSLATE: Task
 
 class TranscribeOptions(_message.Message):
-    __slots__ = ("backend", "model", "language", "task", "beam_size", "vad_filter", "word_timestamps", "initial_prompt")
+    __slots__ = ("backend", "model", "language", "task", "beam_size", "vad_filter", "word_timestamps", "initial_prompt", "diarize")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class TranscribeOptions(_message.Message):
     VAD_FILTER_FIELD_NUMBER: _ClassVar[int]
     WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     INITIAL_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    DIARIZE_FIELD_NUMBER: _ClassVar[int]
     backend: Backend
     model: str
     language: str
@@ -46,7 +47,8 @@ class TranscribeOptions(_message.Message):
     vad_filter: bool
     word_timestamps: bool
     initial_prompt: str
-    def __init__(self, backend: _Optional[_Union[Backend, str]] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., vad_filter: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ...) -> None: ...
+    diarize: bool
+    def __init__(self, backend: _Optional[_Union[Backend, str]] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., vad_filter: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., diarize: _Optional[bool] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
     __slots__ = ("audio", "options", "request_id", "skip_cache")
@@ -119,7 +121,7 @@ class Word(_message.Message):
     def __init__(self, start: _Optional[float] = ..., end: _Optional[float] = ..., word: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Segment(_message.Message):
-    __slots__ = ("index", "start", "end", "text", "words", "avg_logprob", "no_speech_prob", "compression_ratio")
+    __slots__ = ("index", "start", "end", "text", "words", "avg_logprob", "no_speech_prob", "compression_ratio", "speaker")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +130,7 @@ class Segment(_message.Message):
     AVG_LOGPROB_FIELD_NUMBER: _ClassVar[int]
     NO_SPEECH_PROB_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     index: int
     start: float
     end: float
@@ -136,7 +139,8 @@ class Segment(_message.Message):
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
-    def __init__(self, index: _Optional[int] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ...) -> None: ...
+    speaker: str
+    def __init__(self, index: _Optional[int] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class TranscriptionCompleted(_message.Message):
     __slots__ = ("segment_count", "from_cache", "processing_seconds", "audio_seconds", "language")
