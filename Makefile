@@ -21,14 +21,14 @@ install: $(VENV)/.installed
 # One environment for the whole repository: the project installed in editable
 # mode with every service's extra and the test tools (pyproject.toml); a
 # container installs only its own service's extra.
-$(VENV)/.installed: pyproject.toml requirements/diarizer-nodeps.txt
+$(VENV)/.installed: pyproject.toml requirements/asr-nodeps.txt requirements/diarizer-nodeps.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, alone and pinned, so no dependency's looser range picks another build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip install --quiet --no-deps -r requirements/diarizer-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/asr-nodeps.txt -r requirements/diarizer-nodeps.txt
 	# torchaudio's native library is linked against CUDA torch and cannot load beside
 	# the CPU build; without it torchaudio runs its pure-Python paths, all pyannote needs.
 	rm -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/torchaudio/lib/*.so

@@ -195,6 +195,7 @@ def system(tmp_path_factory):
     """All four services as subprocesses on free loopback ports."""
     data = tmp_path_factory.mktemp("data")
     ports = Ports(free_port(), free_port(), free_port(), free_port())
+    metrics_ports = {name: free_port() for name in ("downloader", "asr", "diarizer")}
     group = ServiceGroup(
         ports,
         env={
@@ -209,10 +210,12 @@ def system(tmp_path_factory):
             "ASR_MODEL_ALLOWLIST": "org/no-such-model",
             # a made-up token that must never show up in a log or a response (test_secrets.py)
             "HF_TOKEN": HF_TOKEN_SENTINEL,
+            **{f"{name.upper()}_METRICS_PORT": str(port) for name, port in metrics_ports.items()},
         },
         log_dir=data / "logs",
     )
     group.data_dir = data
+    group.metrics_ports = metrics_ports
     try:
         group.start(timeout=300)
     except Exception:

@@ -85,3 +85,12 @@ async def test_word_timestamps_give_every_word_a_speaker_and_split_segments_at_s
     assert update["exclusive_turns"] and all(
         a["end"] <= b["start"] for a, b in zip(update["exclusive_turns"], update["exclusive_turns"][1:])
     )
+
+
+async def test_use_faster_whisper_false_selects_openai_whisper(system, media):
+    """The reference app's switch keeps its meaning."""
+    received = await ws_job(system, {"url": media.url("jfk.flac"), "model": "tiny.en", "use_faster_whisper": False})
+    assert received.messages[-1]["type"] == "complete", received.messages[-1]
+    (processing,) = [m for m in received.of("transcription_status") if m["status"] == "processing"]
+    assert processing["backend"] == "openai-whisper"
+    assert "ask not what your country can do for you" in " ".join(c["text"] for c in received.of("transcription_chunk")).lower()

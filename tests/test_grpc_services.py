@@ -278,3 +278,19 @@ async def test_a_waiting_request_learns_its_place_and_a_cancelled_one_stops_deco
         ]
     assert not any(e.HasField("queued") for e in third), "the slot was released, nobody is left in line"
     assert third[-1].HasField("completed")
+
+
+async def test_openai_whisper_backend_on_converted_bundled_weights(system):
+    options = asr_pb2.TranscribeOptions(backend=asr_pb2.BACKEND_OPENAI_WHISPER, model="base", word_timestamps=True)
+    async with AsrClient(addr(system, "asr")) as client:
+        events = [e async for e in client.transcribe(JFK_FLAC.read_bytes(), options, skip_cache=True)]
+        listed = {(m.name, m.backend) for m in (await client.list_models()).models}
+        with pytest.raises(errors.InvalidArgument, match="English-only and cannot translate"):
+            translate = asr_pb2.TranscribeOptions(backend=asr_pb2.BACKEND_OPENAI_WHISPER, model="tiny.en", task=asr_pb2.TASK_TRANSLATE)
+            [e async for e in client.transcribe(JFK_FLAC.read_bytes(), translate)]
+    (started,) = [e.started for e in events if e.HasField("started")]
+    assert started.backend == asr_pb2.BACKEND_OPENAI_WHISPER and started.language == "en" and started.language_detected
+    segments = [e.segment for e in events if e.HasField("segment")]
+    assert wer(JFK_TEXT, " ".join(s.text for s in segments)) <= 0.05
+    assert all(s.words for s in segments) and segments[0].words[0].start < segments[-1].words[-1].end
+    assert {("base", asr_pb2.BACKEND_OPENAI_WHISPER), ("tiny.en", asr_pb2.BACKEND_OPENAI_WHISPER)} <= listed

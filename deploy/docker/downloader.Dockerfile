@@ -8,12 +8,12 @@
 #   docker buildx build -f deploy/docker/downloader.Dockerfile --build-arg WITH_FFMPEG=true \
 #       -t ghcr.io/owner/transcription-downloader:0.2.0-ffmpeg .
 #
-# yt-dlp's run-time needs: CA certificates (in the base image), yt-dlp's own
-# pinned optional dependencies (the `pin` extra: brotli, certifi, mutagen,
-# pycryptodomex, requests, urllib3, websockets, yt-dlp-ejs) and a JavaScript
-# runtime for YouTube's signature challenges (`pin-deno`: the deno binary as a
-# wheel). yt-dlp starts deno as a helper process; in Kubernetes the
-# downloader's NetworkPolicy fences it like the service itself.
+# yt-dlp's run-time needs: CA certificates (in the base image), its optional
+# modules (brotli, certifi, mutagen, pycryptodomex, requests, urllib3, websockets,
+# yt-dlp-ejs) and a JavaScript runtime for YouTube's signature challenges (deno,
+# as a wheel), all pinned in downloader-requirements.txt. yt-dlp starts deno as a
+# helper process; in Kubernetes the downloader's NetworkPolicy fences it like
+# the service itself.
 #
 # FFmpeg is left out by default: the downloader asks yt-dlp for one audio format
 # as served ("bestaudio/best"), which needs no merging or conversion, and audio is
@@ -33,9 +33,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM base AS builder
 ARG PIP_VERSION=26.3
 ARG SETUPTOOLS_VERSION=84.2.1
-# must equal the yt-dlp pin of pyproject's `downloader` extra (tests/test_deploy.py checks)
-ARG YTDLP_VERSION=2026.10.26
-ARG YTDLP_EXTRAS=pin,pin-deno
 ARG WITH_FFMPEG=false
 ARG IMAGEIO_FFMPEG_VERSION=0.8.1
 RUN python -m venv /opt/venv
@@ -45,8 +42,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     pip install "pip==${PIP_VERSION}" "setuptools==${SETUPTOOLS_VERSION}"
 COPY pyproject.toml README.md ./
 COPY src/ src/
+COPY deploy/docker/downloader-requirements.txt ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-build-isolation "/build[downloader]" "yt-dlp[${YTDLP_EXTRAS}]==${YTDLP_VERSION}" \
+    pip install --no-build-isolation "/build[downloader]" --requirement downloader-requirements.txt \
     && if [ "$WITH_FFMPEG" = true ]; then \
         pip install "imageio-ffmpeg==${IMAGEIO_FFMPEG_VERSION}" \
         && ln -s "$(python -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" /opt/venv/bin/ffmpeg; \
@@ -76,7 +74,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DENO_NO_UPDATE_CHECK=1 \
     DOWNLOADER_HOST=0.0.0.0 \
     DOWNLOADER_PORT=50051 \
-    METRICS_PORT=9101
+    DOWNLOADER_METRICS_PORT=9101
 WORKDIR /opt/transcription
 USER 10001:10001
 EXPOSE 50051 9101

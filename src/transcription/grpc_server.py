@@ -21,6 +21,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from transcription import metrics
 from transcription.errors import ServiceError
 from transcription.log import configure as configure_logging
 from transcription.settings import CommonSettings
@@ -74,8 +75,8 @@ def rpc(method):
     return unary_wrapper
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    return [
+def server_options(max_message_bytes: int, max_connection_age: float = 0.0) -> list[tuple[str, int]]:
+    options = [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         # Long decodes stream nothing for a while; keep idle connections alive.
@@ -83,6 +84,14 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]
+    if max_connection_age > 0:
+        # Clients reconnect (and re-resolve DNS) when a connection reaches this age, so
+        # replicas added by a scale-up get calls too; in-flight calls get a grace period.
+        options += [
+            ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", 3_600_000),
+        ]
+    return options
 
 
 def run_service(
@@ -101,6 +110,7 @@ def run_service(
     open and before health turns SERVING (model preloading).
     """
     configure_logging(name, settings.log_level)
+    metrics.serve_metrics(getattr(settings, f"{name}_metrics_port", 0))
 
     async def main() -> None:
         servicer = build(settings)  # inside the loop: servicers may create asyncio objects
@@ -112,6 +122,7 @@ def run_service(
             service_names=[service.full_name],
             grace_seconds=settings.grpc_grace_seconds,
             max_message_bytes=settings.grpc_max_message_bytes,
+            max_connection_age=settings.grpc_max_connection_age_seconds,
             on_started=(lambda: on_started(servicer)) if on_started else None,
         )
 
@@ -127,6 +138,7 @@ async def serve(
     service_names: list[str],
     grace_seconds: float,
     max_message_bytes: int,
+    max_connection_age: float = 0.0,
     on_started: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT.
@@ -134,7 +146,7 @@ async def serve(
     ``register`` adds the servicers; ``service_names`` are their full names
     (``transcription.v1.Asr``) for health and reflection.
     """
-    server = grpc.aio.server(options=server_options(max_message_bytes))
+    server = grpc.aio.server(options=server_options(max_message_bytes, max_connection_age), interceptors=[metrics.MetricsInterceptor(name)])
     register(server)
 
     health_servicer = health.aio.HealthServicer()

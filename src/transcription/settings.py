@@ -27,6 +27,9 @@ class CommonSettings(BaseSettings):
     grpc_grace_seconds: float = 10.0
     # Largest gRPC message accepted or sent (inline audio travels in one message).
     grpc_max_message_bytes: int = 64 * 1024 * 1024
+    # Servers close connections older than this (0 = never), so that clients
+    # balancing over DNS re-resolve and reach replicas added since.
+    grpc_max_connection_age_seconds: float = 0.0
 
     downloader_addr: str = f"127.0.0.1:{DEFAULT_DOWNLOADER_PORT}"
     asr_addr: str = f"127.0.0.1:{DEFAULT_ASR_PORT}"

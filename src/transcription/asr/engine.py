@@ -26,12 +26,13 @@ class Options:
     vad_filter: bool = True
     word_timestamps: bool = False
     initial_prompt: str | None = None
+    engine: str = "faster-whisper"  # or "openai-whisper" (this module runs only the first)
 
     def cache_key(self) -> str:
-        return "|".join(
-            str(v)
-            for v in (self.model, self.language, self.task, self.beam_size, self.vad_filter, self.word_timestamps, self.initial_prompt)
-        )
+        fields = (self.model, self.language, self.task, self.beam_size, self.vad_filter, self.word_timestamps, self.initial_prompt)
+        # faster-whisper keys keep their old form, so transcripts cached before openai-whisper existed stay valid
+        prefix = () if self.engine == "faster-whisper" else (self.engine,)
+        return "|".join(str(v) for v in (*prefix, *fields))
 
 
 @dataclass

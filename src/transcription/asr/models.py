@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transcription import metrics
 from transcription.bundled import BundledFile, BundledFileError
 from transcription.errors import FailedPrecondition, InvalidArgument
 
@@ -92,6 +94,7 @@ def materialize_bundled(model: BundledModel, models_dir: Path) -> Path:
 
 
 FASTER_WHISPER = "faster-whisper"
+OPENAI_WHISPER = "openai-whisper"
 
 # A model name is a plain name (``base``, ``my-finetune``) or a hub id
 # (``Systran/faster-whisper-small``): never a path.
@@ -103,7 +106,7 @@ class ModelEntry:
     """A model this service may load: what `ListModels` reports and the manager's key."""
 
     name: str
-    engine: str  # "faster-whisper" (the openai-whisper engine reuses these entries, converted)
+    engine: str  # "faster-whisper" or "openai-whisper" (which runs the same CTranslate2 files, converted)
     source: str  # "bundled", "local" or "hub"
     location: str  # model directory, or the hub id
     multilingual: bool
@@ -137,12 +140,14 @@ class ModelCatalog:
         self.hub_allowlist = [name for name in hub_allowlist if name]
         self.offline = offline
 
-    def entries(self) -> list[ModelEntry]:
+    def entries(self, engine: str = FASTER_WHISPER) -> list[ModelEntry]:
+        """The models ``engine`` may load. openai-whisper runs the bundled and local CTranslate2
+        models converted (`whisper_convert`), and allow-listed names of its own from its hub."""
         found = []
         for name, model in BUNDLED.items():
             if model.installed():
                 size = sum(sum(path.stat().st_size for path in f.part_paths()) for f in model.files.values())
-                found.append(ModelEntry(name, FASTER_WHISPER, "bundled", str(self.models_dir / "bundled" / name), model.multilingual, size))
+                found.append(ModelEntry(name, engine, "bundled", str(self.models_dir / "bundled" / name), model.multilingual, size))
         local = self.models_dir / "local"
         if local.is_dir():
             for directory in sorted(local.iterdir()):
@@ -153,17 +158,18 @@ class ModelCatalog:
                     )
         if not self.offline:
             for name in self.hub_allowlist:
-                found.append(ModelEntry(name, FASTER_WHISPER, "hub", name, not name.endswith(".en")))
+                found.append(ModelEntry(name, engine, "hub", name, not name.endswith(".en")))
         return found
 
-    def resolve(self, name: str) -> ModelEntry:
+    def resolve(self, name: str, engine: str = FASTER_WHISPER) -> ModelEntry:
         """The entry for ``name``, or INVALID_ARGUMENT naming what may be asked for."""
         if not MODEL_NAME.match(name) or ".." in name:
             raise InvalidArgument(f"'{name[:100]}' is not a model name (paths are not accepted; use a name from ListModels)")
-        for entry in self.entries():
+        entries = self.entries(engine)
+        for entry in entries:
             if entry.name == name:
                 return entry
-        choices = ", ".join(entry.name for entry in self.entries())
+        choices = ", ".join(entry.name for entry in entries)
         hint = "" if self.offline else "; hub models must be listed in ASR_MODEL_ALLOWLIST"
         raise InvalidArgument(f"model '{name}' is not available (choose one of: {choices}{hint})")
 
@@ -179,10 +185,32 @@ class WhisperLoader:
         self.hf_token = hf_token
 
     def __call__(self, entry: ModelEntry):
-        from faster_whisper import WhisperModel
-
         if entry.source == "bundled":
             materialize_bundled(BUNDLED[entry.name], self.models_dir)  # re-checks every file's sha256
+        began = time.monotonic()
+        model = self._load_openai(entry) if entry.engine == OPENAI_WHISPER else self._load_faster(entry)
+        metrics.MODEL_LOAD.labels("asr", f"{entry.engine}:{entry.name}").observe(time.monotonic() - began)
+        return model
+
+    def _load_openai(self, entry: ModelEntry):
+        import torch
+        import whisper
+
+        from transcription.asr import whisper_convert
+
+        if self.device == "cpu":
+            torch.set_num_threads(self.cpu_threads)  # openai-whisper has no thread setting of its own
+        try:
+            if entry.source == "hub":  # openai-whisper's own names and download folder
+                return whisper.load_model(entry.name, device=self.device, download_root=str(self.models_dir / "openai-whisper" / "hub"))
+            return whisper_convert.load_model(Path(entry.location), self.models_dir / "openai-whisper", device=self.device)
+        except Exception as exc:  # noqa: BLE001 - download, conversion and format errors all mean "cannot load"
+            log.warning("model %s could not be loaded for openai-whisper (%s): %s", entry.name, entry.source, type(exc).__name__)
+            raise FailedPrecondition(f"model '{entry.name}' could not be loaded for openai-whisper ({entry.source}): {exc}") from exc
+
+    def _load_faster(self, entry: ModelEntry):
+        from faster_whisper import WhisperModel
+
         if entry.source == "hub" and self.hf_token:
             os.environ.setdefault("HF_TOKEN", self.hf_token)  # huggingface_hub reads it; never logged
         log.info("loading model %s (%s) on %s/%s", entry.name, entry.source, self.device, self.compute_type)
@@ -201,7 +229,14 @@ class WhisperLoader:
 
     @staticmethod
     def unload(model) -> None:
-        model.model.unload_model()  # frees the weights now, not whenever the last reference goes
+        if hasattr(model, "model") and hasattr(model.model, "unload_model"):  # faster-whisper
+            model.model.unload_model()  # frees the weights now, not whenever the last reference goes
+        else:  # openai-whisper: a torch module
+            import torch
+
+            model.to("meta")  # drops the weights' storage
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
 
 def main() -> None:

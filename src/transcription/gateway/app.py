@@ -15,17 +15,18 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import prometheus_client
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from transcription import errors
+from transcription import errors, metrics
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
-from transcription.gateway.jobs import BACKENDS, Clients, Job, JobRequest
+from transcription.gateway.jobs import BACKEND_NAMES, Clients, Job, JobRequest
 from transcription.gateway.origin import OriginGuard
 from transcription.gateway.settings import GatewaySettings
 from transcription.log import configure as configure_logging
@@ -48,9 +49,6 @@ HTTP_STATUS = {
 
 async def service_error(request: Request, exc: errors.ServiceError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=HTTP_STATUS.get(exc.status, 500))
-
-
-BACKEND_NAMES = {value: name for name, value in BACKENDS.items()}
 
 
 def _clients(connection: Request | WebSocket) -> Clients:
@@ -177,8 +175,17 @@ async def diarization_cache_clear(request: Request):
 # -- the job stream ------------------------------------------------------------------
 
 
+async def metrics_endpoint(request: Request):
+    return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
 async def ws_transcribe(websocket: WebSocket):
     await websocket.accept()
+    with metrics.SESSIONS.track_inprogress():
+        await _serve_jobs(websocket)
+
+
+async def _serve_jobs(websocket: WebSocket) -> None:
     clients, settings = _clients(websocket), websocket.state.settings
 
     async def send(message: dict) -> None:
@@ -210,11 +217,15 @@ async def ws_transcribe(websocket: WebSocket):
             )
             try:
                 await job.run()
+                metrics.JOBS.labels("completed").inc()
             except errors.ServiceError as exc:
+                metrics.JOBS.labels(exc.status.lower()).inc()
                 await send({"type": "error", "error": exc.message})
             except WebSocketDisconnect:
+                metrics.JOBS.labels("client_gone").inc()
                 raise
             except Exception:  # noqa: BLE001 - the client gets a message, the log the trace
+                metrics.JOBS.labels("internal_error").inc()
                 log.exception("job failed")
                 await send({"type": "error", "error": "internal error; see the gateway log"})
     except WebSocketDisconnect:
@@ -227,6 +238,7 @@ async def ws_transcribe(websocket: WebSocket):
 ROUTES = [
     Route("/", index),
     Route("/health", health),
+    Route("/metrics", metrics_endpoint),
     Route("/gpu", gpu),
     Route("/api/video-info", video_info, methods=["POST"]),
     Route("/api/models", models),

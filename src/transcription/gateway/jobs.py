@@ -50,6 +50,8 @@ BACKENDS = {
 }
 
 
+BACKEND_NAMES = {value: name for name, value in BACKENDS.items()}
+
 MAX_SPEAKERS = 100  # far above any real meeting; keeps counts inside the proto's uint32
 
 
@@ -74,9 +76,8 @@ class JobRequest:
         url = data.get("url")
         if not isinstance(url, str) or not url.strip():
             raise errors.InvalidArgument("URL is required")
-        backend = data.get("backend") or "faster-whisper"
-        # Old clients send use_faster_whisper=false to mean openai-whisper; only an
-        # explicit "backend" picks another engine, so they keep getting transcripts.
+        # The reference app's switch: use_faster_whisper=false means openai-whisper; "backend" names any engine.
+        backend = data.get("backend") or ("openai-whisper" if data.get("use_faster_whisper") is False else "faster-whisper")
         if backend not in BACKENDS:
             raise errors.InvalidArgument(f"unknown backend '{backend}' (choose one of {', '.join(BACKENDS)})")
         task = data.get("task") or "transcribe"
@@ -222,7 +223,8 @@ class Job:
             if kind == "started":
                 self.language = event.started.language
                 self.duration = event.started.duration_seconds or self.duration
-                await self.send({"type": "transcription_status", "status": "processing", "language": self.language})
+                backend = BACKEND_NAMES.get(event.started.backend, "faster-whisper")
+                await self.send({"type": "transcription_status", "status": "processing", "language": self.language, "backend": backend})
             elif kind == "progress":
                 await self._progress(event.progress.processed_seconds, event.progress.total_seconds)
             elif kind == "queued":
