@@ -84,6 +84,24 @@ def audio_ref(audio: str | bytes | common_pb2.AudioRef) -> common_pb2.AudioRef:
     return common_pb2.AudioRef(content_id=audio)
 
 
+def grpc_target(address: str) -> str:
+    """A gRPC target for one address, several, or a name with several records.
+
+    ``host:port`` is one service; ``10.0.0.5:50052,10.0.0.6:50052`` (IP
+    addresses, comma-separated) is several replicas; any gRPC target passes
+    through, e.g. ``dns:///asr-headless.transcription.svc:50052``, whose every
+    address is a replica. Calls are balanced per call across them (round robin).
+    """
+    parts = [part.strip() for part in address.split(",") if part.strip()]
+    if len(parts) < 2:
+        return address.strip()
+    if all(part.startswith("[") for part in parts):
+        return "ipv6:" + ",".join(parts)
+    if any(not part.rsplit(":", 1)[0].replace(".", "").isdigit() for part in parts):
+        raise ValueError(f"several addresses must be IP:port ({address!r}); for names use one dns:/// target with several records")
+    return "ipv4:" + ",".join(parts)
+
+
 class _Client:
     service_name = ""
     grpc_service = ""
@@ -91,11 +109,16 @@ class _Client:
     def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.address = address
         self.channel = grpc.aio.insecure_channel(
-            address,
+            grpc_target(address),
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.keepalive_time_ms", 30_000),
+                # every address behind the target gets calls in turn (one address: no difference)
+                ("grpc.lb_policy_name", "round_robin"),
+                # a replica that comes back is reconnected to within seconds, not minutes
+                ("grpc.initial_reconnect_backoff_ms", 500),
+                ("grpc.max_reconnect_backoff_ms", 5_000),
             ],
         )
         self._health = health_pb2_grpc.HealthStub(self.channel)

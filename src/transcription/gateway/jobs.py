@@ -52,6 +52,9 @@ BACKENDS = {
 
 BACKEND_NAMES = {value: name for name, value in BACKENDS.items()}
 
+# Calls to the ASR before a job fails: a replica lost mid-way is replaced by another.
+ASR_ATTEMPTS = 3
+
 MAX_SPEAKERS = 100  # far above any real meeting; keeps counts inside the proto's uint32
 
 
@@ -217,26 +220,53 @@ class Job:
         )
 
     async def _transcribe(self, content_id: str) -> None:
+        """Stream the transcription; if the ASR replica dies mid-way, go on with another.
+
+        A replica lost to UNAVAILABLE (killed, restarted, unreachable) is replaced
+        by calling again, which the channel sends to a live replica. The call
+        restarts from the beginning of the audio; segments the client already has
+        (same audio, model and options decode to the same segments) are not sent
+        again, so the client sees one transcript with nothing doubled.
+        """
         await self.send({"type": "transcription_status", "status": "started"})
-        async for event in self.clients.asr.transcribe(content_id, self._asr_options()):
-            kind = event.WhichOneof("event")
-            if kind == "started":
-                self.language = event.started.language
-                self.duration = event.started.duration_seconds or self.duration
-                backend = BACKEND_NAMES.get(event.started.backend, "faster-whisper")
-                await self.send({"type": "transcription_status", "status": "processing", "language": self.language, "backend": backend})
-            elif kind == "progress":
-                await self._progress(event.progress.processed_seconds, event.progress.total_seconds)
-            elif kind == "queued":
-                q = event.queued
-                await self.send(
-                    {"type": "queue_position", "position": q.position, "estimated_wait_seconds": round(q.estimated_wait_seconds, 1)}
-                )
-            elif kind == "segment":
-                await self._segment(event.segment)
-            elif kind == "completed":
-                await self._progress(event.completed.audio_seconds, event.completed.audio_seconds, force=True)
-                await self.send({"type": "transcription_status", "status": "completed", "from_cache": event.completed.from_cache})
+        delivered = 0  # segments sent to the client
+        for attempt in range(1, ASR_ATTEMPTS + 1):
+            seen = 0
+            try:
+                async for event in self.clients.asr.transcribe(content_id, self._asr_options()):
+                    kind = event.WhichOneof("event")
+                    if kind == "segment":
+                        seen += 1
+                        if seen <= delivered:
+                            continue  # replayed by the replica that took over
+                        delivered += 1
+                    elif attempt > 1 and kind == "started":
+                        continue  # the client was told already
+                    await self._on_asr_event(kind, event)
+                return
+            except errors.Unavailable as exc:
+                if attempt == ASR_ATTEMPTS:
+                    raise
+                log.warning("ASR replica lost after %d segments (%s); retrying on another", delivered, exc.message)
+                await self.send({"type": "status", "message": "Speech recognition moved to another server; continuing"})
+                await asyncio.sleep(0.2 * attempt)
+
+    async def _on_asr_event(self, kind: str, event: asr_pb2.TranscribeEvent) -> None:
+        if kind == "started":
+            self.language = event.started.language
+            self.duration = event.started.duration_seconds or self.duration
+            backend = BACKEND_NAMES.get(event.started.backend, "faster-whisper")
+            await self.send({"type": "transcription_status", "status": "processing", "language": self.language, "backend": backend})
+        elif kind == "progress":
+            await self._progress(event.progress.processed_seconds, event.progress.total_seconds)
+        elif kind == "queued":
+            q = event.queued
+            await self.send({"type": "queue_position", "position": q.position, "estimated_wait_seconds": round(q.estimated_wait_seconds, 1)})
+        elif kind == "segment":
+            await self._segment(event.segment)
+        elif kind == "completed":
+            await self._progress(event.completed.audio_seconds, event.completed.audio_seconds, force=True)
+            await self.send({"type": "transcription_status", "status": "completed", "from_cache": event.completed.from_cache})
 
     async def _progress(self, done: float, total: float, force: bool = False) -> None:
         now = time.monotonic()

@@ -1,0 +1,121 @@
+"""Several ASR replicas behind one gateway: calls balanced per call, a replica lost mid-job replaced by another."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import pytest
+import websockets
+from test_gateway_degraded import start_gateway
+from test_metrics import scrape, value
+
+from conftest import JFK_FLAC, NETGUARD, console_command, free_port, read_audio, write_wav, ws_job
+
+
+@dataclass
+class Replica:
+    port: int
+    metrics_port: int
+    env: dict
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([console_command("transcription-asr")], env=self.env, stderr=subprocess.DEVNULL)
+        grpc.channel_ready_future(grpc.insecure_channel(f"127.0.0.1:{self.port}")).result(timeout=60)
+
+    def metric(self, name: str, **labels) -> float:
+        return value(scrape(f"http://127.0.0.1:{self.metrics_port}/metrics"), name, **labels)
+
+    def transcriptions(self) -> float:
+        return self.metric("transcription_grpc_requests_total", method="Transcribe")
+
+
+@pytest.fixture(scope="module")
+def replicas(system, tmp_path_factory):
+    started = []
+    for _ in range(2):
+        port, metrics_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(NETGUARD),
+            "DATA_DIR": str(tmp_path_factory.mktemp("asr-replica")),
+            "ASR_PORT": str(port),
+            "ASR_METRICS_PORT": str(metrics_port),
+            "ASR_CPU_THREADS": "1",
+            "DOWNLOADER_ADDR": f"127.0.0.1:{system.ports.downloader}",
+        }
+        replica = Replica(port, metrics_port, env)
+        replica.start()
+        started.append(replica)
+    yield started
+    for replica in started:
+        if replica.process.poll() is None:
+            replica.process.terminate()
+            replica.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def gateway(system, replicas):
+    process, port = start_gateway(system, ASR_ADDR=",".join(f"127.0.0.1:{r.port}" for r in replicas))
+    yield port
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def fresh_copy(media, source, name: str, seed: int) -> str:
+    """``source`` with inaudible noise: new bytes, so no cache answers for it."""
+    samples = read_audio(source) + np.random.default_rng(seed).normal(0, 1e-4, 1).astype(np.float32)
+    write_wav(media.directory / name, samples)
+    return media.url(name)
+
+
+async def test_four_concurrent_jobs_are_balanced_over_both_replicas(gateway, replicas, media):
+    before = [r.transcriptions() for r in replicas]
+    urls = [fresh_copy(media, JFK_FLAC, f"scale-{i}.wav", seed=i) for i in range(4)]
+    jobs = await asyncio.gather(*(ws_job(gateway, {"url": url, "model": "tiny.en"}) for url in urls))
+    assert all(job.messages[-1]["type"] == "complete" for job in jobs), [job.messages[-1] for job in jobs]
+    worked = [r.transcriptions() - b for r, b in zip(replicas, before)]
+    assert sum(worked) == 4 and min(worked) >= 1, f"calls per replica: {worked}"
+
+
+async def test_a_replica_killed_mid_job_is_replaced_and_the_transcript_is_whole(gateway, replicas, media):
+    url = fresh_copy(media, media.directory / "ami-2min.wav", "failover.wav", seed=99)
+    messages, killed = [], None
+    async with websockets.connect(f"ws://127.0.0.1:{gateway}/ws/transcribe", max_size=None) as ws:
+        await ws.send(json.dumps({"url": url, "model": "base", "language": "en"}))
+        async with asyncio.timeout(300):
+            while True:
+                message = json.loads(await ws.recv())
+                messages.append(message)
+                if message["type"] == "transcription_chunk" and killed is None:
+                    (killed,) = [r for r in replicas if r.metric("transcription_grpc_in_flight", method="Transcribe") == 1]
+                    killed.process.send_signal(signal.SIGKILL)  # mid-file: three of four windows still to decode
+                    killed.process.wait()
+                if message["type"] in ("complete", "error"):
+                    break
+    assert messages[-1]["type"] == "complete", messages[-1]
+    chunks = [m for m in messages if m["type"] == "transcription_chunk"]
+    assert [c["id"] for c in chunks] == list(range(len(chunks))), "a segment was lost or sent twice"
+    assert max(c["end"] for c in chunks) > 90 and len(chunks) >= 8
+    assert any("moved to another server" in m.get("message", "") for m in messages if m["type"] == "status")
+
+    survivor = next(r for r in replicas if r is not killed)
+    before = survivor.transcriptions()
+    again = await ws_job(gateway, {"url": fresh_copy(media, JFK_FLAC, "after-kill.wav", seed=7), "model": "tiny.en"})
+    assert again.messages[-1]["type"] == "complete" and survivor.transcriptions() == before + 1
+
+    killed.start()  # the replica returns on its address and gets calls again
+    deadline, n = time.monotonic() + 60, 0
+    while killed.transcriptions() == 0:
+        assert time.monotonic() < deadline, "the returning replica never got a call"
+        n += 1
+        job = await ws_job(gateway, {"url": fresh_copy(media, JFK_FLAC, f"returning-{n}.wav", seed=100 + n), "model": "tiny.en"})
+        assert job.messages[-1]["type"] == "complete"
