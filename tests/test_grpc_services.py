@@ -215,10 +215,11 @@ async def test_asr_loads_and_unloads_models_on_request(system):
     async with AsrClient(addr(system, "asr")) as client:
         loaded = await client.load_model("tiny.en")
         assert loaded.loaded and loaded.device == "cpu" and loaded.source == "bundled" and loaded.languages == ["en"]
-        listed = {m.name: m for m in (await client.list_models()).models}
-        assert listed["tiny.en"].loaded
+        faster = asr_pb2.BACKEND_FASTER_WHISPER
+        listed = {(m.name, m.backend): m for m in (await client.list_models()).models}
+        assert listed["tiny.en", faster].loaded
         assert not (await client.unload_model("tiny.en")).loaded
-        assert not {m.name: m for m in (await client.list_models()).models}["tiny.en"].loaded
+        assert not {(m.name, m.backend): m for m in (await client.list_models()).models}["tiny.en", faster].loaded
         with pytest.raises(errors.InvalidArgument, match="paths are not accepted"):
             await client.load_model("/etc")
         # unloaded is not gone: the next request loads it again

@@ -53,13 +53,16 @@ def rpc(method):
 
         @functools.wraps(method)
         async def stream_wrapper(self, request, context):
+            stream = method(self, request, context)
             try:
-                async for item in method(self, request, context):
+                async for item in stream:
                     yield item
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped to a status
                 await _abort(context, exc)
+            finally:
+                await stream.aclose()  # now, not when collected: a cancelled call must stop its work at once
 
         return stream_wrapper
 

@@ -80,8 +80,14 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(request, context) -> AsyncIterator:
                 with self._measure(labels, context):
-                    async for item in inner_stream(request, context):
-                        yield item
+                    handler_stream = inner_stream(request, context)
+                    try:
+                        async for item in handler_stream:
+                            yield item
+                    finally:
+                        # closed now, not when collected: the handler's own clean-up
+                        # (stopping a model mid-file) must run when the call ends
+                        await handler_stream.aclose()
 
             return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
         return handler
