@@ -249,10 +249,10 @@ async def test_a_waiting_request_learns_its_place_and_a_cancelled_one_stops_deco
 
     Measured in CPU seconds, not wall time: the cancelled job (cancelled after its
     first segment, a quarter of the way into four 30-s windows) may finish the
-    window it is in, but must use clearly less CPU than the whole file needs.
+    window after it, but must use clearly less CPU than the whole file needs.
     """
     long_audio = (media.directory / "ami-2min.wav").read_bytes()
-    options = asr_pb2.TranscribeOptions(model="base", language="en")
+    options = asr_pb2.TranscribeOptions(model="tiny.en", language="en", vad_filter=False)  # no up-front VAD pass over the file
     pid = system.processes["asr"].pid
     async with AsrClient(addr(system, "asr")) as first_client, AsrClient(addr(system, "asr")) as second_client:
         await cpu_until_quiet(pid)
@@ -272,7 +272,7 @@ async def test_a_waiting_request_learns_its_place_and_a_cancelled_one_stops_deco
         await second.aclose()  # leaves the line
         await first.aclose()  # the client goes away mid-file
         cancelled_cpu = cpu_seconds(pid) - before + await cpu_until_quiet(pid)
-        assert cancelled_cpu < 0.8 * full_cpu, f"the cancelled job used {cancelled_cpu:.1f} CPU s of the whole file's {full_cpu:.1f}"
+        assert cancelled_cpu < 0.6 * full_cpu, f"the cancelled job used {cancelled_cpu:.1f} CPU s of the whole file's {full_cpu:.1f}"
 
         third = [
             e async for e in second_client.transcribe(JFK_FLAC.read_bytes(), asr_pb2.TranscribeOptions(model="tiny.en"), skip_cache=True)
