@@ -40,7 +40,8 @@ import loopback_only  # noqa: E402
 
 loopback_only.install()  # like the tests: benchmark traffic stays on loopback
 
-import assign  # noqa: E402  (bench/ is on sys.path: this script runs from it)
+import asr  # noqa: E402  (bench/ is on sys.path: this script runs from it)
+import assign  # noqa: E402
 import der  # noqa: E402
 import numpy as np  # noqa: E402
 import websockets  # noqa: E402
@@ -178,6 +179,10 @@ def main() -> None:
         "speaker count unknown, then given; × real time at 1 torch thread:",
         "",
         *der.markdown(der.measure()),
+        "",
+        "ASR engines in-process on the AMI join (`bench/asr.py`), greedy, language given:",
+        "",
+        *asr.markdown(asr.measure()),
         "",
         "Speaker assignment (`bench/assign.py`), a synthetic hour: 10,000 words against 2,000 turns, same answers:",
         "",

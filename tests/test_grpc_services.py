@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_WAV, wer
+from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_STM, SAMPLE_WAV, stm_text, wer
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.v1 import asr_pb2, diarizer_pb2, downloader_pb2
@@ -295,3 +295,19 @@ async def test_openai_whisper_backend_on_converted_bundled_weights(system):
     assert wer(JFK_TEXT, " ".join(s.text for s in segments)) <= 0.05
     assert all(s.words for s in segments) and segments[0].words[0].start < segments[-1].words[-1].end
     assert {("base", asr_pb2.BACKEND_OPENAI_WHISPER), ("tiny.en", asr_pb2.BACKEND_OPENAI_WHISPER)} <= listed
+
+
+async def test_batched_decoding_is_as_accurate_as_sequential(system):
+    """BatchedInferencePipeline (a request's batch_size): WER against the human reference no worse than sequential."""
+    reference = stm_text(SAMPLE_STM)
+    errors_by_mode = {}
+    async with AsrClient(addr(system, "asr")) as client:
+        for batch_size in (0, 8):
+            options = asr_pb2.TranscribeOptions(model="base", language="en", batch_size=batch_size)
+            events = [e async for e in client.transcribe(SAMPLE_WAV.read_bytes(), options, skip_cache=True)]
+            segments = [e.segment for e in events if e.HasField("segment")]
+            assert segments and [s.start for s in segments] == sorted(s.start for s in segments)
+            errors_by_mode[batch_size] = wer(reference, " ".join(s.text for s in segments))
+        with pytest.raises(errors.InvalidArgument, match="batch_size"):
+            [e async for e in client.transcribe(SAMPLE_WAV.read_bytes(), asr_pb2.TranscribeOptions(batch_size=1000))]
+    assert errors_by_mode[8] <= max(0.30, errors_by_mode[0] + 0.05), errors_by_mode

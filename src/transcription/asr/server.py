@@ -28,6 +28,7 @@ from transcription.v1 import asr_pb2, asr_pb2_grpc, common_pb2
 logger = logging.getLogger(__name__)
 
 MAX_BEAM_SIZE = 20
+MAX_BATCH_SIZE = 64
 
 
 def _event_pb(event: engine.Event, backend: int) -> asr_pb2.TranscribeEvent:
@@ -70,6 +71,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         self.downloader = downloader
         self.device = device
         self.compute_type = compute_type
+        self.batch_size = settings.asr_batch_size if settings.asr_batch_size >= 0 else (16 if device.startswith("cuda") else 0)
         self.admission = Admission(settings.asr_max_concurrent, settings.asr_max_queue, "ASR service")
 
     def _options(self, request: asr_pb2.TranscribeRequest) -> engine.Options | DeepgramOptions:
@@ -93,6 +95,8 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
             raise FailedPrecondition("the openai-whisper backend needs the openai-whisper package on the ASR service")
         if o.beam_size > MAX_BEAM_SIZE:
             raise InvalidArgument(f"beam_size must be at most {MAX_BEAM_SIZE}")
+        if o.batch_size > MAX_BATCH_SIZE:
+            raise InvalidArgument(f"batch_size must be at most {MAX_BATCH_SIZE}")
         return engine.Options(
             model=o.model.strip() or self.settings.asr_default_model,
             language=language,
@@ -103,6 +107,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
             word_timestamps=o.word_timestamps,
             initial_prompt=o.initial_prompt or None,
             engine=OPENAI_WHISPER if openai else FASTER_WHISPER,
+            batch_size=0 if openai else (o.batch_size if o.HasField("batch_size") else self.batch_size),
         )
 
     @rpc

@@ -29,7 +29,7 @@ TASK_TRANSCRIBE: Task
 TASK_TRANSLATE: Task
 
 class TranscribeOptions(_message.Message):
-    __slots__ = ("backend", "model", "language", "task", "beam_size", "vad_filter", "word_timestamps", "initial_prompt", "diarize")
+    __slots__ = ("backend", "model", "language", "task", "beam_size", "vad_filter", "word_timestamps", "initial_prompt", "diarize", "batch_size")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class TranscribeOptions(_message.Message):
     WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     INITIAL_PROMPT_FIELD_NUMBER: _ClassVar[int]
     DIARIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     backend: Backend
     model: str
     language: str
@@ -48,7 +49,8 @@ class TranscribeOptions(_message.Message):
     word_timestamps: bool
     initial_prompt: str
     diarize: bool
-    def __init__(self, backend: _Optional[_Union[Backend, str]] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., vad_filter: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., diarize: _Optional[bool] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, backend: _Optional[_Union[Backend, str]] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., vad_filter: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., diarize: _Optional[bool] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
     __slots__ = ("audio", "options", "request_id", "skip_cache")
