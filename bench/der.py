@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = Path(os.environ.get("TESTDATA_DIR") or ROOT / "tests" / "data")
 
 from transcription import audio as audio_io  # noqa: E402
+from transcription.devices import pick_device  # noqa: E402
 from transcription.diarizer.engine import DiarizationEngine  # noqa: E402
 
 
@@ -110,7 +111,9 @@ HEADER = ("file", "speaker count", "true speakers", "found", "DER collar 0", "DE
 
 def measure() -> list[tuple]:
     """One row per (recording, speaker count unknown/given)."""
-    engine = DiarizationEngine(pipeline=os.environ.get("DIARIZER_PIPELINE", "bundled"))
+    engine = DiarizationEngine(
+        pipeline=os.environ.get("DIARIZER_PIPELINE", "bundled"), device=pick_device(os.environ.get("DIARIZER_DEVICE", "cpu"))
+    )
     engine.load()
     rows = []
     for recording in recordings():
