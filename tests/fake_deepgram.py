@@ -133,7 +133,7 @@ class Decoded:
 class WhisperTranscriber:
     """faster-whisper on a model directory, loaded on first use, one decode at a time."""
 
-    def __init__(self, model_dir: Path, cpu_threads: int = 2):
+    def __init__(self, model_dir: Path, cpu_threads: int = 1):  # one thread: no OpenMP spinning against the services under test
         self.model_dir = model_dir
         self.cpu_threads = cpu_threads
         self._model = None

@@ -153,7 +153,7 @@ def check_diarized(pairs, answer):
 async def test_sample_diarized_utterances(fake):
     options = DeepgramOptions(language="en", diarize=True)
     response = await fetch_transcript(
-        SAMPLE_WAV.read_bytes(), "audio/wav", options, api_key=KEY, base_url=fake.url, timeout=60, max_retries=0
+        SAMPLE_WAV.read_bytes(), "audio/wav", options, api_key=KEY, base_url=fake.url, timeout=300, max_retries=0
     )
     (answer,) = fake.responses
     assert fake.requests[0].param("diarize") == "true"
@@ -182,7 +182,7 @@ async def test_sample_diarized_utterances(fake):
 
 async def test_sample_paragraph_sentences_when_no_utterances(fake):
     options = DeepgramOptions(language="en", diarize=True, utterances=False)
-    response = await fetch_transcript(SAMPLE_WAV.read_bytes(), None, options, api_key=KEY, base_url=fake.url, timeout=60, max_retries=0)
+    response = await fetch_transcript(SAMPLE_WAV.read_bytes(), None, options, api_key=KEY, base_url=fake.url, timeout=300, max_retries=0)
     (answer,) = fake.responses
     assert fake.requests[0].param("utterances") == "false" and "utterances" not in answer["results"]
     pairs = segments_with_speakers(response, options)
@@ -204,7 +204,7 @@ async def test_whole_transcript_when_neither(fake):
     assert found.text == alternative["transcript"] and len(found.words) == len(alternative["words"])
     # diarized: one segment per run of one speaker
     options = dataclasses.replace(options, diarize=True)
-    response = await fetch_transcript(SAMPLE_WAV.read_bytes(), None, options, api_key=KEY, base_url=fake.url, timeout=60, max_retries=0)
+    response = await fetch_transcript(SAMPLE_WAV.read_bytes(), None, options, api_key=KEY, base_url=fake.url, timeout=300, max_retries=0)
     pairs = segments_with_speakers(response, options)
     check_diarized(pairs, fake.responses[-1])
     assert all(a != b for (_, a), (_, b) in zip(pairs, pairs[1:]))
