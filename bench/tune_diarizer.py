@@ -25,7 +25,7 @@ from transcription.diarizer.engine import build_bundled_pipeline, turns_from_ann
 SEGMENTATION_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 METHODS = ("centroid", "average")
 MIN_CLUSTER_SIZES = (6, 12)
-CLUSTERING_THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(11))  # 0.30 .. 0.80
+CLUSTERING_THRESHOLDS = tuple(round(0.30 + 0.02 * i, 2) for i in range(21))  # 0.30 .. 0.70
 DEVELOPMENT = ("dev00", "dev01", "ami-dev-1min")
 
 

