@@ -95,3 +95,21 @@ async def test_bad_url_shows_the_error(page):
     assert await page.is_visible("#error")
     assert "unsupported URL scheme 'file'" in await page.inner_text("#error")
     assert await page.query_selector_all("#transcript li") == []
+
+
+async def test_model_menu_lists_the_asr_catalog(page, system):
+    """The menu is filled from /api/models (ListModels), the service's default selected, and survives a language switch."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(system.url + "api/models", timeout=30) as response:
+        catalog = json.loads(response.read())
+    expected = [m["name"] for m in catalog["models"] if m["available"] and m["backend"] == "faster-whisper"]
+    await page.wait_for_function(f"document.querySelectorAll('#model option').length === {len(expected)}")
+    await page.select_option("#model", "tiny.en")
+    await page.click("#lang-toggle")
+    options = await page.eval_on_selector_all("#model option", "els => els.map(e => [e.value, e.textContent])")
+    assert [value for value, _ in options] == expected
+    assert ("tiny.en", "tiny.en (English)") in options
+    assert await page.input_value("#model") == "tiny.en", "switching the language keeps the choice"
+    await page.click("#lang-toggle")

@@ -174,20 +174,6 @@ $("lang-toggle").addEventListener("click", () => {
   lang = lang === "he" ? "en" : "he";
   localStorage.setItem("ui-lang", lang);
   applyLanguage();
-
-// The model menu lists what the ASR service can load (ListModels), its default selected.
-fetch("/api/models").then((r) => (r.ok ? r.json() : null)).then((body) => {
-  if (!body) return;
-  const usable = body.models.filter((m) => m.available && m.backend === "faster-whisper");
-  if (!usable.length) return;
-  $("model").replaceChildren(...usable.map((m) => {
-    const option = document.createElement("option");
-    option.value = m.name;
-    option.textContent = m.multilingual ? m.name : `${m.name} (English)`;
-    option.selected = m.name === body.default_model;
-    return option;
-  }));
-}).catch(() => {});
 });
 applyLanguage();
 
