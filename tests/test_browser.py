@@ -110,6 +110,6 @@ async def test_model_menu_lists_the_asr_catalog(page, system):
     await page.click("#lang-toggle")
     options = await page.eval_on_selector_all("#model option", "els => els.map(e => [e.value, e.textContent])")
     assert [value for value, _ in options] == expected
-    assert ("tiny.en", "tiny.en (English)") in options
+    assert ["tiny.en", "tiny.en (English)"] in options
     assert await page.input_value("#model") == "tiny.en", "switching the language keeps the choice"
     await page.click("#lang-toggle")
