@@ -7,8 +7,11 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
+import time
+import urllib.request
 import wave
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,6 +24,7 @@ import jiwer
 import numpy as np
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -187,7 +191,56 @@ def media(tmp_path_factory) -> MediaServer:
     server.shutdown()
 
 
+def fresh_copy(media: MediaServer, source: Path, name: str, seed: int) -> str:
+    """``source`` with an inaudible offset, served as ``name``: new bytes (one per seed), so no cache knows them."""
+    samples = read_audio(source) + np.random.default_rng(seed).normal(0, 1e-4, 1).astype(np.float32)
+    write_wav(media.directory / name, samples)
+    return media.url(name)
+
+
 # -- the system under test ---------------------------------------------------------
+
+
+def start_gateway(system, **env) -> tuple[subprocess.Popen, int]:
+    """Another gateway in front of the system's services, with other settings."""
+    port = free_port()
+    process = subprocess.Popen(
+        [console_command("transcription-gateway")],
+        env={
+            **os.environ,
+            "PYTHONPATH": str(NETGUARD),
+            "GATEWAY_PORT": str(port),
+            "DOWNLOADER_ADDR": f"127.0.0.1:{system.ports.downloader}",
+            "ASR_ADDR": f"127.0.0.1:{system.ports.asr}",
+            "DIARIZER_ADDR": f"127.0.0.1:{system.ports.diarizer}",
+            **env,
+        },
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.2)
+    return process, port
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,8 @@ import subprocess
 import grpc
 import pytest
 from fake_deepgram import FakeDeepgram, WhisperTranscriber, read_rttm, sha256
-from test_gateway_degraded import start_gateway
 
-from conftest import JFK_FLAC, JFK_TEXT, NETGUARD, SAMPLE_WAV, TESTDATA, console_command, free_port, wer, ws_job
+from conftest import JFK_FLAC, JFK_TEXT, NETGUARD, SAMPLE_WAV, TESTDATA, console_command, free_port, start_gateway, wer, ws_job
 from transcription import errors
 from transcription.asr.models import BUNDLED, materialize_bundled
 from transcription.clients import AsrClient

@@ -2,51 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-import urllib.request
-
-import numpy as np
 import pytest
 
-from conftest import JFK_FLAC, JFK_TEXT, NETGUARD, console_command, free_port, read_audio, wer, write_wav, ws_job
-
-
-def start_gateway(system, **env) -> tuple[subprocess.Popen, int]:
-    """Another gateway in front of the system's services, with other settings."""
-    port = free_port()
-    process = subprocess.Popen(
-        [console_command("transcription-gateway")],
-        env={
-            **os.environ,
-            "PYTHONPATH": str(NETGUARD),
-            "GATEWAY_PORT": str(port),
-            "DOWNLOADER_ADDR": f"127.0.0.1:{system.ports.downloader}",
-            "ASR_ADDR": f"127.0.0.1:{system.ports.asr}",
-            "DIARIZER_ADDR": f"127.0.0.1:{system.ports.diarizer}",
-            **env,
-        },
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.2)
-    return process, port
+from conftest import JFK_FLAC, JFK_TEXT, free_port, fresh_copy, start_gateway, wer, ws_job
 
 
 @pytest.fixture
 def fresh_audio(media, request) -> str:
-    """jfk with a little noise: new bytes, so no cache anywhere knows it."""
     name = f"degraded-{request.node.name[-20:].strip('[]')}.wav"
-    samples = read_audio(JFK_FLAC) + np.random.default_rng(len(name)).normal(0, 1e-4, 1).astype(np.float32)
-    write_wav(media.directory / name, samples)
-    return media.url(name)
+    return fresh_copy(media, JFK_FLAC, name, seed=len(name))
 
 
 @pytest.mark.parametrize(

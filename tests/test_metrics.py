@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import urllib.request
-
-from prometheus_client.parser import text_string_to_metric_families
-
-from conftest import ws_job
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
+from conftest import JFK_FLAC, fresh_copy, scrape, value, ws_job
 
 
 async def test_metrics_count_a_job_in_every_service(system, media):
     urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in system.metrics_ports.items()}
     urls["gateway"] = f"{system.url}metrics"
     before = {name: scrape(url) for name, url in urls.items()}
-    media_name = "metrics-jfk.flac"
-    if not (media.directory / media_name).exists():
-        (media.directory / media_name).write_bytes((media.directory / "jfk.flac").read_bytes() + b"\0")  # new bytes: no cache knows them
-    received = await ws_job(system, {"url": media.url(media_name), "model": "tiny.en", "enable_diarization": True})
+    url = fresh_copy(media, JFK_FLAC, "metrics-jfk.wav", seed=12345)
+    received = await ws_job(system, {"url": url, "model": "tiny.en", "enable_diarization": True})
     assert received.messages[-1]["type"] == "complete", received.messages[-1]
     after = {name: scrape(url) for name, url in urls.items()}
 
@@ -53,6 +32,6 @@ async def test_metrics_count_a_job_in_every_service(system, media):
     assert value(after["asr"], "transcription_model_load_seconds_count", model="faster-whisper:tiny.en") >= 1
 
     # an error is counted under its status code
-    failed = await ws_job(system, {"url": media.url(media_name), "model": "no-such-model"})
+    failed = await ws_job(system, {"url": url, "model": "no-such-model"})
     assert failed.messages[-1]["type"] == "error"
     assert value(scrape(urls["asr"]), "transcription_grpc_requests_total", method="Transcribe", code="INVALID_ARGUMENT") >= 1

@@ -11,13 +11,10 @@ import time
 from dataclasses import dataclass
 
 import grpc
-import numpy as np
 import pytest
 import websockets
-from test_gateway_degraded import start_gateway
-from test_metrics import scrape, value
 
-from conftest import JFK_FLAC, NETGUARD, console_command, free_port, read_audio, write_wav, ws_job
+from conftest import JFK_FLAC, NETGUARD, console_command, free_port, fresh_copy, scrape, start_gateway, value, ws_job
 
 
 @dataclass
@@ -68,13 +65,6 @@ def gateway(system, replicas):
     yield port
     process.terminate()
     process.wait(timeout=30)
-
-
-def fresh_copy(media, source, name: str, seed: int) -> str:
-    """``source`` with inaudible noise: new bytes, so no cache answers for it."""
-    samples = read_audio(source) + np.random.default_rng(seed).normal(0, 1e-4, 1).astype(np.float32)
-    write_wav(media.directory / name, samples)
-    return media.url(name)
 
 
 async def test_four_concurrent_jobs_are_balanced_over_both_replicas(gateway, replicas, media):

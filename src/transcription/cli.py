@@ -37,7 +37,8 @@ async def audio_source(target: str, downloader: DownloaderClient) -> str | bytes
     path = Path(target)
     if path.is_file():
         return path.read_bytes()
-    async for event in downloader.fetch(target):
+    content_id = None
+    async for event in downloader.fetch(target):  # read to the end: leaving early would cancel the call
         kind = event.WhichOneof("event")
         if kind == "progress" and event.progress.percent >= 0:
             print(f"\rdownloading {event.progress.percent:5.1f}%", end="", file=sys.stderr)
@@ -45,8 +46,10 @@ async def audio_source(target: str, downloader: DownloaderClient) -> str | bytes
             print("using cached audio", file=sys.stderr)
         elif kind == "ready":
             print(file=sys.stderr)
-            return event.ready.content_id
-    raise errors.Unavailable("the downloader ended without delivering audio")
+            content_id = event.ready.content_id
+    if content_id is None:
+        raise errors.Unavailable("the downloader ended without delivering audio")
+    return content_id
 
 
 async def transcribe(args: argparse.Namespace) -> int:

@@ -100,9 +100,6 @@ class SpeakerTimeline:
         # nearest first; at equal distance, the turn the interval starts in, then the earlier one
         return min(candidates, key=lambda t: (max(t.start - end, start - t.end, 0.0), not t.start <= start < t.end, t.start))
 
-    def speakers_for(self, items: Iterable[Timed]) -> list[str | None]:
-        return [self.speaker_for(item.start, item.end) for item in items]
-
 
 def split_by_speaker(speakers: Sequence[str | None]) -> list[tuple[int, int]]:
     """[first, last) word index ranges in which the speaker stays the same."""

