@@ -26,7 +26,6 @@ included.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import re
@@ -226,10 +225,7 @@ def emit_events(response: Any, options: DeepgramOptions, emit: Callable[[engine.
             model=options.model or DEFAULT_MODEL,
         )
     )
-    carries_speaker = "speaker" in {f.name for f in dataclasses.fields(engine.Segment)}
-    for segment, speaker in pairs:
-        if carries_speaker:  # once engine.Segment has the field
-            segment = dataclasses.replace(segment, speaker=speaker)
+    for segment, _ in pairs:
         emit(segment)
         emit(engine.Progress(processed_seconds=min(segment.end, duration), total_seconds=duration))
     emit(engine.Progress(processed_seconds=duration, total_seconds=duration))
@@ -304,6 +300,7 @@ def segments_with_speakers(response: Any, options: DeepgramOptions) -> list[tupl
             no_speech_prob=0.0,
             compression_ratio=0.0,
             words=[_word(w) for w in its_words] if options.word_timestamps else [],
+            speaker=label,
         )
         pairs.append((segment, label))
     return pairs

@@ -233,7 +233,7 @@ class Job:
         again, so the client sees one transcript with nothing doubled.
         """
         await self.send({"type": "transcription_status", "status": "started"})
-        delivered = 0  # segments sent to the client
+        delivered, told_started = 0, False  # what the client has already been sent
         for attempt in range(1, ASR_ATTEMPTS + 1):
             seen = 0
             try:
@@ -244,8 +244,10 @@ class Job:
                         if seen <= delivered:
                             continue  # replayed by the replica that took over
                         delivered += 1
-                    elif attempt > 1 and kind == "started":
-                        continue  # the client was told already
+                    elif kind == "started":
+                        if told_started:
+                            continue
+                        told_started = True
                     await self._on_asr_event(kind, event)
                 return
             except errors.Unavailable as exc:
