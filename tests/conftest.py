@@ -165,6 +165,43 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> None:
         w.writeframes(pcm.tobytes())
 
 
+def _crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x8005) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def silent_flac(seconds: float, rate: int = 16_000) -> bytes:
+    """A valid FLAC file of ``seconds`` of silence, written by hand: about 15 bytes per 4 seconds.
+
+    Every frame is the largest FLAC allows (65,535 samples) holding one CONSTANT
+    subframe, so eight hours take ~100 kB and no encoder has to run over them.
+    """
+    block, total = 65_535, int(seconds * rate)
+    info = block.to_bytes(2, "big") * 2 + bytes(6)  # block sizes; frame sizes unknown
+    info += ((rate << 44) | (15 << 36) | total).to_bytes(8, "big") + bytes(16)  # mono, 16-bit; no MD5
+    out = bytearray(b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info)
+    for number, start in enumerate(range(0, total, block)):
+        size = min(block, total - start)
+        # sync + fixed blocking, block size in 16 bits after the header, rate/size/mono from STREAMINFO
+        header = bytes([0xFF, 0xF8, 0x70, 0x00]) + chr(number).encode("utf-8") + (size - 1).to_bytes(2, "big")
+        frame = header + bytes([_crc8(header)]) + b"\x00\x00\x00"  # CONSTANT subframe, value 0
+        out += frame + _crc16(frame).to_bytes(2, "big")
+    return bytes(out)
+
+
 def read_audio(path: Path) -> np.ndarray:
     """Mono float32 at 16 kHz, decoded with PyAV."""
     with av.open(str(path)) as container:

@@ -25,7 +25,7 @@ def health(system) -> dict:
         ({"url": "ftp://127.0.0.1/x.mp3"}, "unsupported URL scheme 'ftp'"),
         ({"url": "http://unreachable.invalid/audio.mp3"}, "cannot resolve host unreachable.invalid"),
         ({"url": "http://127.0.0.1:{closed}/audio.mp3"}, "cannot connect to 127.0.0.1"),
-        ({"url": "{media}not-audio.txt"}, "did not return audio or video"),
+        ({"url": "{media}not-audio.txt"}, "returned a text document, not audio or video"),
         ({"url": "{media}missing.wav"}, "HTTP 404"),
         ({"url": "{media}truncated.wav"}, "interrupted"),
         ({"url": "{media}sample.wav", "backend": "deepgram"}, "DEEPGRAM_API_KEY"),

@@ -11,14 +11,20 @@ from transcription.downloader import netguard
 from transcription.downloader.events import CacheHit, Ready
 from transcription.downloader.fetcher import Fetcher
 from transcription.downloader.netguard import AddressPolicy, parse_networks
+from transcription.downloader.server import build_fetcher
+from transcription.downloader.settings import DownloaderSettings
 from transcription.downloader.store import AudioStore
 from transcription.errors import InvalidArgument, Unavailable
 from transcription.v1 import downloader_pb2
 
 
-def fetcher(tmp_path, allowed: str = "", max_bytes: int = 10 * 1024**2) -> Fetcher:
-    return Fetcher(
-        AudioStore(tmp_path / "store"), AddressPolicy(parse_networks(allowed)), max_bytes=max_bytes, connect_timeout=5, read_timeout=5
+def fetcher(tmp_path, allowed: str = "", max_bytes: int = 10 * 1024**2, **settings) -> Fetcher:
+    """A fetcher as the service builds it, on a store under ``tmp_path`` (no process-wide connect guard)."""
+    defaults = {"downloader_connect_timeout_seconds": 5, "downloader_read_timeout_seconds": 5, "downloader_retries": 1}
+    return build_fetcher(
+        DownloaderSettings(
+            data_dir=tmp_path, downloader_allowed_networks=allowed, downloader_max_bytes=max_bytes, **{**defaults, **settings}
+        )
     )
 
 
@@ -214,7 +220,7 @@ async def test_fetch_stores_atomically_and_hits_the_cache(tmp_path, media):
     third = await run(f, url)
     assert not third[-1].from_cache and stored.exists()
     cleared = f.store.clear()
-    assert cleared["files_deleted"] == 3 and f.store.stats()["total_files"] == 0
+    assert cleared["files_deleted"] == 4 and f.store.stats()["total_files"] == 0
 
 
 async def test_interrupted_and_oversized_downloads_leave_nothing(tmp_path, media):

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
-from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_STM, SAMPLE_WAV, stm_text, wer
+from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_STM, SAMPLE_WAV, read_audio, stm_text, wer
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.v1 import asr_pb2, diarizer_pb2, downloader_pb2
@@ -49,6 +50,22 @@ async def test_downloader_fetch_and_read_back(system, media):
         assert ranged == SAMPLE_WAV.read_bytes()[1000:6000]
         with pytest.raises(errors.OutOfRange, match="past the end"):
             [c async for c in client.iter_audio(ready.content_id, offset=len(SAMPLE_WAV.read_bytes()) + 1)]
+
+        # The canonical form: 16 kHz mono s16le, decoded once at fetch time; whole, or a time range.
+        canonical = b"".join([c.data async for c in client.iter_audio(ready.content_id, canonical=True)])
+        assert len(canonical) == ready.canonical_size_bytes == 2 * 16_000 * 30
+        expected = read_audio(SAMPLE_WAV)
+        assert np.max(np.abs(np.frombuffer(canonical, "<i2") / 32768 - expected)) < 1e-3
+        second = [c async for c in client.iter_audio(ready.content_id, canonical=True, start_seconds=1.0, end_seconds=2.0)]
+        assert second[0].offset == 32_000 and b"".join(c.data for c in second) == canonical[32_000:64_000]
+        tail = b"".join([c.data async for c in client.iter_audio(ready.content_id, canonical=True, start_seconds=29.5)])
+        assert tail == canonical[-16_000:]
+        with pytest.raises(errors.InvalidArgument, match="time range needs form AUDIO_FORM_CANONICAL"):
+            [c async for c in client.iter_audio(ready.content_id, start_seconds=1.0)]
+        with pytest.raises(errors.InvalidArgument, match="not both"):
+            [c async for c in client.iter_audio(ready.content_id, canonical=True, start_seconds=1.0, offset=10)]
+        with pytest.raises(errors.InvalidArgument, match="start_seconds <= end_seconds"):
+            [c async for c in client.iter_audio(ready.content_id, canonical=True, start_seconds=2.0, end_seconds=1.0)]
 
         # A redirect to the same file is followed; the URL cache then knows both URLs.
         redirected = await fetch_events(client, media.url("redirect/sample-copy.wav"))

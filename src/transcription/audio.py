@@ -6,9 +6,12 @@ mp3, webm, m4a, flac, ...) decodes here without a system FFmpeg.
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
+from typing import IO
 
 import av
 import numpy as np
@@ -47,22 +50,91 @@ def probe(source: bytes | str | PathLike) -> Probe:
         return Probe(format=container.format.name.split(",")[0], duration_seconds=float(duration))
 
 
-def decode(source: bytes | str | PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode the first audio stream to mono float32 at ``sample_rate``."""
+CANONICAL_BYTES_PER_SECOND = SAMPLE_RATE * 2  # 16 kHz mono s16le
+
+
+def _s16_mono_blocks(container, sample_rate: int) -> Iterator[np.ndarray]:
+    """The first audio stream as blocks of mono int16 samples at ``sample_rate``, one frame at a time."""
+    if not container.streams.audio:
+        raise InvalidArgument("the file has no audio stream")
     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-    pieces: list[np.ndarray] = []
+    try:
+        for frame in container.decode(audio=0):
+            frame.pts = None  # let the resampler re-time frames of odd files
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1)
+        for out in resampler.resample(None):
+            yield out.to_ndarray().reshape(-1)
+    except av.error.FFmpegError as exc:
+        raise InvalidArgument(f"the audio could not be decoded ({exc.__class__.__name__})") from exc
+
+
+def decode(source: bytes | str | PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate`` (inline audio; stored audio is read canonical)."""
     with _open(source) as container:
-        if not container.streams.audio:
-            raise InvalidArgument("the file has no audio stream")
-        try:
-            for frame in container.decode(audio=0):
-                frame.pts = None  # let the resampler re-time frames of odd files
-                for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                pieces.append(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as exc:
-            raise InvalidArgument(f"the audio could not be decoded ({exc.__class__.__name__})") from exc
+        pieces = list(_s16_mono_blocks(container, sample_rate))
     if not pieces:
         raise InvalidArgument("the file holds no audio samples")
     return np.concatenate(pieces).astype(np.float32) / 32768.0
+
+
+def write_canonical(source: str | PathLike, out: IO[bytes], max_seconds: float) -> int:
+    """Decode ``source`` into ``out`` as 16 kHz mono s16le PCM, a frame at a time; returns the samples written.
+
+    Memory stays at one decoded frame whatever the file's length. A file whose
+    header understated its length is stopped as soon as it passes ``max_seconds``.
+    """
+    limit = int(max_seconds * SAMPLE_RATE)
+    written = 0
+    with _open(source) as container:
+        for block in _s16_mono_blocks(container, SAMPLE_RATE):
+            written += block.size
+            if written > limit:
+                raise InvalidArgument(f"the audio is longer than the {format_duration(max_seconds)} limit")
+            out.write(block.astype("<i2", copy=False).tobytes())
+    if not written:
+        raise InvalidArgument("the file holds no audio samples")
+    return written
+
+
+def pcm_to_float(data: bytes | memoryview, out: np.ndarray | None = None) -> np.ndarray:
+    """Canonical s16le bytes -> float32 in [-1, 1), into ``out`` when given (no second copy)."""
+    samples = np.frombuffer(data, dtype="<i2")
+    if out is None:
+        out = np.empty(samples.size, dtype=np.float32)
+    np.multiply(samples, 1 / 32768.0, out=out, casting="unsafe")
+    return out
+
+
+async def resolve_samples(ref, downloader) -> np.ndarray:
+    """The float32 16 kHz samples behind an `AudioRef` (``common_pb2.AudioRef``).
+
+    Stored audio is read in its canonical form, chunk by chunk straight into one
+    preallocated array: the only copy of the audio this process holds, and no
+    decoding. Inline audio (clients without a downloader) is decoded here.
+    """
+    if ref.WhichOneof("source") == "inline_audio":
+        if not ref.inline_audio:
+            raise InvalidArgument("inline audio is empty")
+        return await asyncio.to_thread(decode, ref.inline_audio)
+    if not ref.content_id:
+        raise InvalidArgument("no audio given: set audio.content_id or audio.inline_audio")
+    samples: np.ndarray | None = None
+    async for chunk in downloader.iter_audio(ref.content_id, canonical=True, chunk_size=1024 * 1024):
+        if samples is None:
+            samples = np.empty(chunk.total_size // 2, dtype=np.float32)
+        first = chunk.offset // 2
+        pcm_to_float(chunk.data, samples[first : first + len(chunk.data) // 2])
+    if samples is None or not samples.size:
+        raise InvalidArgument("the stored audio holds no samples")
+    return samples
+
+
+def format_duration(seconds: float) -> str:
+    """3725 -> "1 h 02 min 05 s"; for messages people read."""
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min" + (f" {secs:02d} s" if secs else "")
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

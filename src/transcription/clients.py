@@ -174,11 +174,31 @@ class DownloaderClient(_CacheOwner):
         return self.stub.Fetch(request, timeout=timeout)
 
     @_streaming
-    def iter_audio(self, content_id: str, *, offset: int = 0, length: int = 0) -> AsyncIterator[downloader_pb2.AudioChunk]:
-        return self.stub.ReadAudio(downloader_pb2.ReadAudioRequest(content_id=content_id, offset=offset, length=length))
+    def iter_audio(
+        self,
+        content_id: str,
+        *,
+        offset: int = 0,
+        length: int = 0,
+        canonical: bool = False,
+        start_seconds: float = 0.0,
+        end_seconds: float = 0.0,
+        chunk_size: int = 0,
+    ) -> AsyncIterator[downloader_pb2.AudioChunk]:
+        """Stored audio in chunks: the original file, or (``canonical``) its 16 kHz mono s16le PCM, whole or a range."""
+        request = downloader_pb2.ReadAudioRequest(
+            content_id=content_id,
+            offset=offset,
+            length=length,
+            form=downloader_pb2.AUDIO_FORM_CANONICAL if canonical else downloader_pb2.AUDIO_FORM_ORIGINAL,
+            start_seconds=start_seconds,
+            end_seconds=end_seconds,
+            chunk_size=chunk_size,
+        )
+        return self.stub.ReadAudio(request)
 
     async def read_audio(self, content_id: str) -> bytes:
-        """The whole stored file."""
+        """The whole original file (as downloaded)."""
         return b"".join([chunk.data async for chunk in self.iter_audio(content_id)])
 
     @_translating

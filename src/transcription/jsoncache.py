@@ -4,22 +4,29 @@ Used for transcripts (ASR) and diarizations (diarizer): results that are
 expensive to compute and small to keep, keyed by the audio's content id plus
 every option that changes them. A restarted service sweeps the temporary files
 a killed one left; a corrupt or unreadable entry is a miss, never an error.
+With ``max_bytes`` the cache is bounded: after each write the least recently
+used entries (a hit counts as a use: it touches the file's mtime) are removed
+until the rest fit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from transcription.files import atomic_write_text, sweep_tmp_files
 
 
 class JsonCache:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, max_bytes: int = 0):
         self.directory = directory
+        self.max_bytes = max_bytes  # 0 = unbounded
         directory.mkdir(parents=True, exist_ok=True)
         sweep_tmp_files(directory)
+        self._bytes: int | None = None  # running total once known, so a write does not list the folder
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
@@ -29,10 +36,42 @@ class JsonCache:
             data = json.loads(self._path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(self._path(key))  # last use, for LRU
         return data if isinstance(data, dict) else None
 
     def put(self, key: str, data: dict) -> None:
-        atomic_write_text(self._path(key), json.dumps(data, ensure_ascii=False))
+        path = self._path(key)
+        text = json.dumps(data, ensure_ascii=False)
+        try:
+            replaced = path.stat().st_size
+        except OSError:
+            replaced = 0
+        atomic_write_text(path, text)
+        if self.max_bytes:
+            known = self._total() if self._bytes is None else self._bytes - replaced + len(text.encode())
+            self._bytes = known
+            if known > self.max_bytes:
+                self._evict()
+
+    def _total(self) -> int:
+        return sum(f.stat().st_size for f in self.directory.glob("*.json"))
+
+    def _evict(self) -> None:
+        """Least recently used first, down to 90% of the limit (so eviction is not paid on every write)."""
+        entries = []
+        for f in self.directory.glob("*.json"):
+            with contextlib.suppress(OSError):
+                stat = f.stat()
+                entries.append((stat.st_mtime, stat.st_size, f))
+        entries.sort()
+        total = sum(size for _, size, _ in entries)
+        for _, size, f in entries[:-1]:  # the newest entry stays, whatever its size
+            if total <= 0.9 * self.max_bytes:
+                break
+            f.unlink(missing_ok=True)
+            total -= size
+        self._bytes = total
 
     def stats(self) -> dict[str, int]:
         files = list(self.directory.glob("*.json"))
@@ -43,4 +82,5 @@ class JsonCache:
         freed = sum(f.stat().st_size for f in files)
         for f in files:
             f.unlink(missing_ok=True)
+        self._bytes = None
         return {"files_deleted": len(files), "bytes_freed": freed}

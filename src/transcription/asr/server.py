@@ -135,14 +135,13 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
                 queued = asr_pb2.QueuePosition(position=position, estimated_wait_seconds=self.admission.estimated_wait(position))
                 yield asr_pb2.TranscribeEvent(queued=queued)
             async with self.admission.holding():
-                data = await resolve_audio(request.audio, self.downloader)  # only now: a waiting job holds no audio
+                # only now: a waiting job holds no audio
                 if local:
-                    pcm = await asyncio.to_thread(audio.decode, data)
-                    del data
+                    pcm = await audio.resolve_samples(request.audio, self.downloader)  # canonical: no decoding here
                     run = openai_engine.transcribe if options.engine == OPENAI_WHISPER else engine.transcribe
                     stream = stream_from_thread(lambda emit: run(model, pcm, options, emit))
-                else:
-                    stream = self._deepgram(data, options)
+                else:  # Deepgram gets the original file: smaller on the wire than PCM
+                    stream = self._deepgram(await resolve_audio(request.audio, self.downloader), options)
                 began, backend_name, segments_seen = time.monotonic(), asr_pb2.Backend.Name(backend), 0
                 async for event in stream:
                     if isinstance(event, engine.Segment):
@@ -259,7 +258,7 @@ def build(settings: AsrSettings) -> AsrServicer:
         hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
     )
     models = ModelManager(loader, loader.unload, idle_ttl=settings.asr_model_idle_ttl_seconds, max_loaded=settings.asr_max_loaded_models)
-    cache = TranscriptCache(settings.subdir("transcripts"))
+    cache = TranscriptCache(settings.subdir("transcripts"), max_bytes=settings.asr_cache_max_bytes)
     downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
     servicer = AsrServicer(settings, catalog, models, cache, downloader, device=device, compute_type=compute_type)
     metrics.track_admission("asr", servicer.admission)

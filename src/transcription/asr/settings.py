@@ -8,6 +8,8 @@ from transcription.settings import DEFAULT_ASR_PORT, CommonSettings
 class AsrSettings(CommonSettings):
     asr_host: str = "127.0.0.1"
     asr_port: int = DEFAULT_ASR_PORT
+    # Size limit of the transcripts cache; least recently used results go first (0 = none).
+    asr_cache_max_bytes: int = 512 * 1024**2
     # Prometheus metrics over HTTP on this port (0 = not served).
     asr_metrics_port: int = 0
     # Model used when a request names none: a bundled name (base, tiny.en), a

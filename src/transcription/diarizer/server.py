@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 
 from transcription import audio, devices, metrics
-from transcription.clients import DownloaderClient, resolve_audio
+from transcription.clients import DownloaderClient
 from transcription.diarizer.settings import DiarizerSettings
 from transcription.errors import FailedPrecondition, InvalidArgument
 from transcription.grpc_server import rpc, run_service
@@ -50,19 +50,17 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
             for event in cached:
                 yield event
             return
+        if not content_id and request.audio.inline_audio:  # inline audio: keyed by its hash
+            content_id = hashlib.sha256(request.audio.inline_audio).hexdigest()
+            if use_cache and (cached := await self._cached(content_id, o)):
+                for event in cached:
+                    yield event
+                return
         async with self.admission.reserve():
-            data = await resolve_audio(request.audio, self.downloader)
-            if not content_id:  # inline audio: keyed by its hash
-                content_id = hashlib.sha256(data).hexdigest()
-                if use_cache and (cached := await self._cached(content_id, o)):
-                    for event in cached:
-                        yield event
-                    return
-            async with self.admission.slot():
+            async with self.admission.slot():  # only then is the audio read: a waiting job holds none
                 began = time.monotonic()
                 yield diarizer_pb2.DiarizeEvent(progress=diarizer_pb2.DiarizationProgress(stage="decoding", percent=0))
-                pcm = await asyncio.to_thread(audio.decode, data)
-                del data
+                pcm = await audio.resolve_samples(request.audio, self.downloader)
                 await asyncio.to_thread(self._load)
 
                 def work(emit):
@@ -135,7 +133,9 @@ def build(settings: DiarizerSettings) -> DiarizerServicer:
         hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
     )
     downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
-    servicer = DiarizerServicer(settings, engine, downloader, JsonCache(settings.subdir("diarizations")))
+    servicer = DiarizerServicer(
+        settings, engine, downloader, JsonCache(settings.subdir("diarizations"), max_bytes=settings.diarizer_cache_max_bytes)
+    )
     metrics.track_admission("diarizer", servicer.admission)
     return servicer
 

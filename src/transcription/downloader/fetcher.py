@@ -1,32 +1,57 @@
-"""Fetch a URL's audio into the store, reporting progress as it goes."""
+"""Fetch a URL's audio into the store once, reporting progress as it goes.
+
+A fetch: normalise the URL (YouTube links in all their pasted forms become
+one), answer from the URL cache, or join the download already running for the
+same URL and method, or start one: admitted under a concurrency limit with a
+bounded queue, through yt-dlp or plain HTTP, then probed (refused past the
+duration limit before anything is decoded), decoded once into the canonical
+16 kHz mono PCM the models read, and stored. Blocking work runs on executors of
+the downloader's own, never on the event loop and never on the default pool
+that DNS resolution uses.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
-
-import aiohttp
+from urllib.parse import unquote, urlsplit
 
 from transcription import audio, metrics
-from transcription.downloader import ytdlp
+from transcription.downloader import urls, ytdlp
 from transcription.downloader.events import CacheHit, FetchEvent, Metadata, Progress, Ready
-from transcription.downloader.netguard import AddressPolicy, GuardedResolver, RefusedAddress
-from transcription.downloader.store import AudioStore, StoredAudio
+from transcription.downloader.http import HttpDownload, HttpLimits, PageNotMedia
+from transcription.downloader.netguard import AddressPolicy
+from transcription.downloader.singleflight import SingleFlight
+from transcription.downloader.store import AudioStore, StoredAudio, UrlRecord, url_key
 from transcription.errors import InvalidArgument, ServiceError, Unavailable
 from transcription.files import sha256_file
+from transcription.threads import Admission
 from transcription.v1 import downloader_pb2
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
-MAX_REDIRECTS = 10
 PROGRESS_INTERVAL_SECONDS = 0.2
+METHOD_NAMES = {
+    downloader_pb2.FETCH_METHOD_AUTO: "auto",
+    downloader_pb2.FETCH_METHOD_DIRECT: "direct",
+    downloader_pb2.FETCH_METHOD_YTDLP: "ytdlp",
+}
+
+
+@dataclass(frozen=True)
+class _Downloaded:
+    """Internal last event of a download route: the file, its sha256 and what the source said of it."""
+
+    path: Path
+    content_id: str
+    metadata: dict
 
 
 def _title_from_url(url: str) -> str:
@@ -39,134 +64,162 @@ class Fetcher:
         self,
         store: AudioStore,
         policy: AddressPolicy,
+        limits: HttpLimits,
         *,
-        max_bytes: int,
-        connect_timeout: float,
-        read_timeout: float,
+        max_duration_seconds: float,
+        admission: Admission,
+        work_executor: Executor,
+        ytdlp_executor: Executor,
+        ytdlp_cache_dir: Path | None = None,
     ):
         self.store = store
         self.policy = policy
-        self.max_bytes = max_bytes
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self.limits = limits
+        self.max_duration_seconds = max_duration_seconds
+        self.admission = admission
+        self.work_executor = work_executor  # hashing, probing, decoding, file writes
+        self.ytdlp_executor = ytdlp_executor  # one thread per running yt-dlp job
+        self.ytdlp_cache_dir = ytdlp_cache_dir
+        self.flights: SingleFlight[FetchEvent] = SingleFlight(is_progress=lambda event: isinstance(event, Progress))
+
+    async def _work(self, function: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.work_executor, function, *args)
 
     # -- public ----------------------------------------------------------
 
     async def fetch(
         self, url: str, *, force_refresh: bool = False, method: int = downloader_pb2.FETCH_METHOD_AUTO
     ) -> AsyncIterator[FetchEvent]:
-        url = url.strip()
+        url = urls.normalise(url)
         if not url:
             raise InvalidArgument("a URL is required")
+        if method not in METHOD_NAMES:
+            raise InvalidArgument(f"unknown fetch method {method}")
         self.policy.check_url(url)
+        key = url_key(url, METHOD_NAMES[method])
 
         if not force_refresh:
-            cached = self.store.lookup_url(url)
+            cached = await self._work(self.store.lookup_url, key)
             metrics.CACHE.labels("downloader", "urls", "hit" if cached else "miss").inc()
             if cached:
                 record, stored = cached
-                log.info("cache hit for %s -> %s", url, stored.content_id)
-                yield CacheHit(url, stored.content_id)
+                log.info("cache hit for %s -> %s", urls.redact(url), stored.content_id)
+                yield CacheHit(record.url, stored.content_id)
                 yield Metadata(record.metadata)
                 yield Ready(stored, from_cache=True)
                 return
 
-        use_ytdlp = method == downloader_pb2.FETCH_METHOD_YTDLP or (
-            method == downloader_pb2.FETCH_METHOD_AUTO and await asyncio.to_thread(ytdlp.has_site_extractor, url)
-        )
-        source = self._via_ytdlp(url) if use_ytdlp else self._via_http(url)
-        async for event in source:
+        # force_refresh joins a download already running: it is as fresh as can be
+        async for event in self.flights.join(key, lambda: self._download(url, method, key)):
             yield event
 
     async def video_info(self, url: str) -> dict:
-        host = self.policy.check_url(url.strip())
-        await asyncio.to_thread(self.policy.resolve_and_check, host)
-        return await asyncio.to_thread(ytdlp.extract_info, url.strip())
+        url = urls.normalise(url)
+        host = self.policy.check_url(url)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.ytdlp_executor, self.policy.resolve_and_check, host)
+        return await loop.run_in_executor(self.ytdlp_executor, lambda: ytdlp.extract_info(url, cache_dir=self.ytdlp_cache_dir))
+
+    # -- one download, shared by every caller --------------------------------
+
+    async def _download(self, url: str, method: int, key: str) -> AsyncIterator[FetchEvent]:
+        async with self.admission.reserve(), self.admission.slot():
+            log.info("fetching %s (%s)", urls.redact(url), METHOD_NAMES[method])
+            use_ytdlp = method == downloader_pb2.FETCH_METHOD_YTDLP or (
+                method == downloader_pb2.FETCH_METHOD_AUTO and await self._work(ytdlp.has_site_extractor, url)
+            )
+            route = (
+                self._via_ytdlp(url) if use_ytdlp else self._via_http(url, fall_back_to_ytdlp=method == downloader_pb2.FETCH_METHOD_AUTO)
+            )
+            async with contextlib.aclosing(route):  # its temporary files go as soon as this ends, even on error
+                async for event in route:
+                    if isinstance(event, _Downloaded):
+                        async for stored_event in self._store(event, url, key, method):
+                            yield stored_event
+                    else:
+                        yield event
+
+    async def _store(self, downloaded: _Downloaded, url: str, key: str, method: int) -> AsyncIterator[FetchEvent]:
+        """Probe, check the duration, decode the canonical form, and move both into the store."""
+        content_id = downloaded.content_id
+        with self.store.pinned(content_id):
+            stored = await self._work(self.store.get, content_id)
+            if stored is None:  # new bytes (the same bytes under another URL are stored once)
+                stored = await self._add(downloaded.path, content_id)
+            metadata = {
+                **downloaded.metadata,
+                "duration_seconds": downloaded.metadata.get("duration_seconds") or stored.duration_seconds,
+                "webpage_url": urls.redact(downloaded.metadata.get("webpage_url") or url),  # stored and shown: no secrets
+            }
+            record = UrlRecord(url=urls.redact(url), content_id=content_id, method=METHOD_NAMES[method], metadata=metadata)
+            await self._work(self.store.remember_url, key, record)
+        yield Metadata(metadata)
+        yield Ready(stored, from_cache=False)
+
+    async def _add(self, original: Path, content_id: str) -> StoredAudio:
+        try:
+            probe = await self._work(audio.probe, original)
+        except ServiceError as exc:
+            raise InvalidArgument(f"the URL did not return audio or video: {exc.message}") from exc
+        if probe.duration_seconds > self.max_duration_seconds:
+            raise InvalidArgument(
+                f"the audio is {audio.format_duration(probe.duration_seconds)} long, over the"
+                f" {audio.format_duration(self.max_duration_seconds)} limit"
+            )
+        canonical = self.store.new_tmp_file(suffix=".pcm")
+        try:
+            with canonical.open("wb") as out:
+                samples = await self._work(audio.write_canonical, original, out, self.max_duration_seconds)
+            duration = probe.duration_seconds or samples / audio.SAMPLE_RATE
+            return await self._work(self.store.add, original, canonical, content_id, probe.format, duration)
+        finally:
+            canonical.unlink(missing_ok=True)  # no-op once moved into the store
 
     # -- plain HTTP ------------------------------------------------------
 
-    async def _via_http(self, url: str) -> AsyncIterator[FetchEvent]:
+    async def _via_http(self, url: str, *, fall_back_to_ytdlp: bool) -> AsyncIterator[FetchEvent | _Downloaded]:
         tmp = self.store.new_tmp_file()
         try:
-            digest = hashlib.sha256()
-            async for event in self._download(url, tmp, digest):
-                yield event
-            metadata, stored = await self._finish(
-                tmp, digest.hexdigest(), {"title": _title_from_url(url), "webpage_url": url, "extractor": "direct"}
-            )
-            self.store.remember_url(url, stored.content_id, metadata)
-            yield Metadata(metadata)
-            yield Ready(stored, from_cache=False)
+            download = HttpDownload(url, tmp, self.policy, self.limits, self.work_executor)
+            try:
+                async for progress in download.run():
+                    yield progress
+            except PageNotMedia as page:
+                if not fall_back_to_ytdlp:
+                    raise
+                log.info("%s is a page, not media: trying yt-dlp's generic extractor", urls.redact(url))
+                async with contextlib.aclosing(self._via_ytdlp(url, page=page)) as events:
+                    async for event in events:
+                        yield event
+                return
+            yield _Downloaded(tmp, download.sha256, {"title": _title_from_url(url), "webpage_url": urls.redact(url), "extractor": "direct"})
         finally:
             tmp.unlink(missing_ok=True)  # no-op once moved into the store
 
-    async def _download(self, url: str, tmp: Path, digest) -> AsyncIterator[Progress]:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout)
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy))
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            response = await self._get_following_redirects(session, url)
-            async with response:
-                total = response.content_length or 0
-                if total > self.max_bytes:
-                    raise InvalidArgument(f"the file is {total} bytes, larger than the {self.max_bytes}-byte limit")
-                done = 0
-                last_report = 0.0
-                yield Progress(0, total)
-                with tmp.open("wb") as out:
-                    try:
-                        async for block in response.content.iter_chunked(CHUNK):
-                            done += len(block)
-                            if done > self.max_bytes:
-                                raise InvalidArgument(f"the download exceeded the {self.max_bytes}-byte limit")
-                            digest.update(block)
-                            out.write(block)
-                            now = time.monotonic()
-                            if now - last_report >= PROGRESS_INTERVAL_SECONDS:
-                                last_report = now
-                                yield Progress(done, total)
-                    except (TimeoutError, aiohttp.ClientPayloadError) as exc:
-                        raise Unavailable(f"the download was interrupted after {done} bytes ({type(exc).__name__})") from exc
-                if total and done != total and not response.headers.get("Content-Encoding"):
-                    raise Unavailable(f"the download ended after {done} of {total} bytes")
-                yield Progress(done, total or done)
-
-    async def _get_following_redirects(self, session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
-        # Redirects are followed by hand so every hop's host goes through the policy
-        # (aiohttp skips the resolver, and so the guard, for literal IP hosts).
-        for _ in range(MAX_REDIRECTS + 1):
-            self.policy.check_url(url)
-            try:
-                # identity: Content-Length then counts the bytes we receive and store
-                response = await session.get(url, allow_redirects=False, headers={"Accept-Encoding": "identity"})
-            except aiohttp.InvalidURL as exc:
-                raise InvalidArgument(f"not a valid URL: {exc}") from exc
-            except aiohttp.ClientConnectorDNSError as exc:
-                raise InvalidArgument(f"cannot resolve host {urlsplit(url).hostname}") from exc
-            except aiohttp.ClientConnectorError as exc:
-                if isinstance(exc.os_error, RefusedAddress):  # the connect guard
-                    raise InvalidArgument(str(exc.os_error)) from exc
-                raise Unavailable(f"cannot connect to {urlsplit(url).netloc}: {exc.strerror or exc}") from exc
-            except TimeoutError as exc:
-                raise Unavailable(f"timed out connecting to {urlsplit(url).netloc}") from exc
-            except aiohttp.ClientError as exc:
-                raise Unavailable(f"request to {urlsplit(url).netloc} failed: {exc}") from exc
-            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                url = urljoin(url, response.headers["Location"])
-                response.release()
-                continue
-            if response.status != 200:
-                response.release()
-                kind = InvalidArgument if 400 <= response.status < 500 else Unavailable
-                raise kind(f"the server answered HTTP {response.status} {response.reason or ''}".strip())
-            return response
-        raise InvalidArgument(f"more than {MAX_REDIRECTS} redirects")
-
     # -- yt-dlp ----------------------------------------------------------
 
-    async def _via_ytdlp(self, url: str) -> AsyncIterator[FetchEvent]:
+    async def _via_ytdlp(self, url: str, page: PageNotMedia | None = None) -> AsyncIterator[FetchEvent | _Downloaded]:
+        """yt-dlp, trying the other forms of a YouTube URL when the first fails."""
+        candidates = [url, *urls.alternatives(url)]
+        for number, candidate in enumerate(candidates, 1):
+            try:
+                async with contextlib.aclosing(self._ytdlp_once(candidate)) as events:
+                    async for event in events:
+                        yield event
+                return
+            except Unavailable as exc:
+                if number == len(candidates):
+                    raise
+                log.info("yt-dlp failed for %s (%s); trying %s", urls.redact(candidate), exc.message, urls.redact(candidates[number]))
+            except InvalidArgument as exc:
+                if page is not None and "no audio found" in exc.message:
+                    raise InvalidArgument(f"{page.message}, and yt-dlp found no media in it") from exc
+                raise
+
+    async def _ytdlp_once(self, url: str) -> AsyncIterator[FetchEvent | _Downloaded]:
         host = self.policy.check_url(url)
-        await asyncio.to_thread(self.policy.resolve_and_check, host)
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.ytdlp_executor, self.policy.resolve_and_check, host)
         queue: asyncio.Queue[Progress] = asyncio.Queue()
         stop = False
         last_report = 0.0
@@ -179,10 +232,22 @@ class Fetcher:
                 loop.call_soon_threadsafe(queue.put_nowait, Progress(done, total))
 
         work_dir = self.store.new_tmp_dir()
-        job = asyncio.create_task(asyncio.to_thread(ytdlp.download, url, work_dir, self.max_bytes, on_progress, lambda: stop))
+
+        def run() -> tuple[Path, dict]:
+            return ytdlp.download(
+                url,
+                work_dir,
+                self.limits.max_bytes,
+                on_progress,
+                lambda: stop,
+                cache_dir=self.ytdlp_cache_dir,
+                max_duration_seconds=self.max_duration_seconds,
+            )
+
+        job = loop.run_in_executor(self.ytdlp_executor, run)
         try:
             while not job.done() or not queue.empty():
-                getter = asyncio.create_task(queue.get())
+                getter = asyncio.ensure_future(queue.get())
                 try:
                     await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -194,25 +259,10 @@ class Fetcher:
             media_file, metadata = job.result()
             size = media_file.stat().st_size
             yield Progress(size, size)
-            content_id = await asyncio.to_thread(sha256_file, media_file)
-            metadata, stored = await self._finish(media_file, content_id, metadata)
-            self.store.remember_url(url, stored.content_id, metadata)
-            yield Metadata(metadata)
-            yield Ready(stored, from_cache=False)
+            content_id = await self._work(sha256_file, media_file)
+            yield _Downloaded(media_file, content_id, metadata)
         finally:
-            stop = True  # tells a still-running yt-dlp (client went away) to give up
+            stop = True  # tells a still-running yt-dlp (everyone went away) to give up
             if not job.done():
                 await asyncio.wait({job})
-            await asyncio.to_thread(shutil.rmtree, work_dir, True)
-
-    # -- shared ----------------------------------------------------------
-
-    async def _finish(self, file: Path, content_id: str, metadata: dict) -> tuple[dict, StoredAudio]:
-        """Probe the file (refusing non-audio), then move it into the store."""
-        try:
-            probe = await asyncio.to_thread(audio.probe, file)
-        except ServiceError as exc:
-            raise InvalidArgument(f"the URL did not return audio or video: {exc.message}") from exc
-        stored = await asyncio.to_thread(self.store.add, file, content_id, probe.format, probe.duration_seconds)
-        metadata = {**metadata, "duration_seconds": metadata.get("duration_seconds") or probe.duration_seconds}
-        return metadata, stored
+            await self._work(shutil.rmtree, work_dir, True)

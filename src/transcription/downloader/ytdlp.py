@@ -2,19 +2,47 @@
 
 yt-dlp is synchronous; these functions run in a worker thread and report
 progress through a callback.
+
+The downloader's connect guard (``netguard.install_connect_guard``) sees every
+TCP connection this process makes, but not those of a child process. So yt-dlp
+is held to what it downloads itself, in this process: plain HTTP(S) and the
+segments of HLS and DASH playlists. Media that needs ffmpeg, rtmpdump or any
+other external program is refused rather than handed to one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import re
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yt_dlp
+import yt_dlp.globals
+from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 from yt_dlp.utils import DownloadError
 
-from transcription.downloader import netguard
+from transcription import audio
+from transcription.downloader import netguard, urls
 from transcription.errors import InvalidArgument, Unavailable
+
+# The protocols (yt-dlp's names) it downloads in-process: HttpFD, HlsFD and
+# DashSegmentsFD. Every other one (rtmp*, rtsp, mms, f4m, ism, websocket_frag,
+# and "m3u8", which means HLS through ffmpeg) runs a child process.
+NATIVE_PROTOCOLS = frozenset({"http", "https", "m3u8_native", "http_dash_segments"})
+_NATIVE_ONLY = f"[protocol~='^({'|'.join(sorted(NATIVE_PROTOCOLS))})$']"
+FORMAT = f"bestaudio{_NATIVE_ONLY}/best{_NATIVE_ONLY}"
+EXTERNAL_ONLY = (
+    "this media can only be fetched with an external downloader (such as ffmpeg or rtmpdump),"
+    " which is disabled in this service; only plain HTTP(S), HLS and DASH are supported"
+)
+
+# yt-dlp imports Python "plugins" from ~/.config/yt-dlp, ~/yt-dlp-plugins, /etc
+# and sys.path when the first YoutubeDL is made: the library's only reading of
+# user configuration (it reads no config files; that is the command line's job).
+yt_dlp.globals.plugin_dirs.value = []
 
 
 @functools.cache
@@ -42,7 +70,19 @@ def metadata_fields(info: dict) -> dict:
     }
 
 
-def _base_options() -> dict:
+@functools.cache
+def _no_ffmpeg_dir() -> str:
+    """An empty directory of this process's own (mode 0700), given to yt-dlp as ffmpeg's location.
+
+    Every fallback to ffmpeg (HlsFD hands SAMPLE-AES and other streams it cannot
+    read to FFmpegFD; fixups and mergers are ffmpeg post-processors) then finds
+    no ffmpeg and fails, instead of running the one on PATH. Should the directory
+    vanish (a /tmp cleaner), yt-dlp treats a missing location as "no ffmpeg" too.
+    """
+    return tempfile.mkdtemp(prefix="yt-dlp-no-ffmpeg-")
+
+
+def _options(cache_dir: Path | None) -> dict:
     return {
         "quiet": True,
         "no_warnings": True,
@@ -51,7 +91,35 @@ def _base_options() -> dict:
         # a URL that is only a playlist: its first entry, not every one of them
         "playlist_items": "1",
         "socket_timeout": 30,
+        # only formats downloaded in-process are ever chosen (see NATIVE_PROTOCOLS)
+        "format": FORMAT,
+        # yt-dlp's own downloaders, never aria2c/curl/ffmpeg, even for HLS where an
+        # extractor suggests ffmpeg ("native" is checked before hls_prefer_native)
+        "external_downloader": {"default": "native"},
+        # no ffmpeg post-processing: no conversion, no fixup of the downloaded file
+        "postprocessors": [],
+        "fixup": "never",
+        "ffmpeg_location": _no_ffmpeg_dir(),
+        # the service's data dir, or nowhere: never ~/.cache/yt-dlp
+        "cachedir": str(cache_dir) if cache_dir is not None else False,
+        "cookiesfrombrowser": None,
     }
+
+
+@contextlib.contextmanager
+def _youtube_dl(options: dict) -> Iterator[yt_dlp.YoutubeDL]:
+    # Class-level checks (FFmpegFD.available(), which HlsFD calls before every native
+    # HLS download) make an FFmpegPostProcessor without the options above: they read
+    # ffmpeg's location from this context variable, as yt-dlp's command line sets it,
+    # and otherwise run the ffmpeg on PATH to read its version.
+    token = FFmpegPostProcessor._ffmpeg_location.set(options["ffmpeg_location"])
+    try:
+        with yt_dlp.YoutubeDL(options) as ydl:
+            yield ydl
+    except DownloadError as exc:
+        raise _error(exc) from exc
+    finally:
+        FFmpegPostProcessor._ffmpeg_location.reset(token)
 
 
 def _refusal_in(exc: BaseException) -> netguard.RefusedAddress | None:
@@ -66,28 +134,24 @@ def _refusal_in(exc: BaseException) -> netguard.RefusedAddress | None:
 
 
 def _error(exc: DownloadError) -> Exception:
-    message = str(exc).removeprefix("ERROR: ").strip()
+    message = urls.redact_text(str(exc).removeprefix("ERROR: ").strip())  # yt-dlp quotes URLs, tokens and all
     if refused := _refusal_in(exc):  # the downloader's connect guard, deep in yt-dlp's HTTP stack
         return InvalidArgument(str(refused))
     if "Unsupported URL" in message or "is not a valid URL" in message:
         return InvalidArgument(f"no audio found at this URL ({message})")
+    # FORMAT matches any format with a native protocol, so nothing left means none had one
+    if "Requested format is not available" in message:
+        return InvalidArgument(EXTERNAL_ONLY)
+    # HlsFD's fallback to ffmpeg (SAMPLE-AES, ...) finding the empty ffmpeg location
+    if re.search(r"\bffmpeg\b.*\bnot\b.*\bfound\b", message, re.IGNORECASE):
+        return InvalidArgument(f"{EXTERNAL_ONLY} ({message})")
     return Unavailable(f"yt-dlp could not fetch the media: {message}")
 
 
-def _refuse_live(info: dict, *, incomplete: bool = False) -> str | None:
-    """yt-dlp match_filter: a live stream never ends, so it is not downloaded."""
-    if info.get("is_live"):
-        return "live streams cannot be transcribed (the download would never end)"
-    return None
-
-
-def extract_info(url: str) -> dict:
-    try:
-        with yt_dlp.YoutubeDL({**_base_options(), "skip_download": True}) as ydl:
-            info = ydl.extract_info(url, download=False)
-    except DownloadError as exc:
-        raise _error(exc) from exc
-    return metadata_fields(ydl.sanitize_info(info))
+def extract_info(url: str, *, cache_dir: Path | None = None) -> dict:
+    with _youtube_dl({**_options(cache_dir), "skip_download": True}) as ydl:
+        info = ydl.sanitize_info(ydl.extract_info(url, download=False))
+    return metadata_fields(info)
 
 
 def download(
@@ -96,6 +160,9 @@ def download(
     max_bytes: int,
     on_progress: Callable[[int, int], None],
     should_stop: Callable[[], bool],
+    *,
+    cache_dir: Path | None = None,
+    max_duration_seconds: float | None = None,
 ) -> tuple[Path, dict]:
     """Download the best audio into ``target_dir``; returns (file, metadata fields)."""
 
@@ -111,20 +178,31 @@ def download(
             total = status.get("total_bytes") or status.get("total_bytes_estimate") or 0
             on_progress(done, int(total))
 
+    def match_filter(info: dict, *, incomplete: bool = False) -> str | None:
+        """What may not be downloaded, checked before each download starts."""
+        if info.get("is_live"):
+            return "live streams cannot be transcribed (the download would never end)"
+        duration = info.get("duration")
+        if max_duration_seconds is not None and duration and duration > max_duration_seconds:
+            raise InvalidArgument(
+                f"the media is {audio.format_duration(duration)} long, over the {audio.format_duration(max_duration_seconds)} limit"
+            )
+        # A second lock behind FORMAT: once a format is chosen (incomplete is False),
+        # its protocol must be one downloaded in-process. Raised, not returned: a
+        # skipped video would only surface as "found no downloadable audio".
+        if not incomplete and not set(str(info.get("protocol") or "").split("+")) <= NATIVE_PROTOCOLS:
+            raise InvalidArgument(EXTERNAL_ONLY)
+        return None
+
     options = {
-        **_base_options(),
-        "format": "bestaudio/best",
+        **_options(cache_dir),
         "outtmpl": str(target_dir / "media.%(ext)s"),
         "progress_hooks": [hook],
         "max_filesize": max_bytes,
-        "match_filter": _refuse_live,
+        "match_filter": match_filter,
     }
-    try:
-        with yt_dlp.YoutubeDL(options) as ydl:
-            info = ydl.extract_info(url, download=True)
-            info = ydl.sanitize_info(info)
-    except DownloadError as exc:
-        raise _error(exc) from exc
+    with _youtube_dl(options) as ydl:
+        info = ydl.sanitize_info(ydl.extract_info(url, download=True))
     files = [p for p in target_dir.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))]
     if not files:
         raise InvalidArgument("yt-dlp found no downloadable audio (or it was larger than the size limit)")

@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from transcription.v1 import common_pb2 as transcription_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!transcription/v1/downloader.proto\x12\x10transcription.v1\x1a\x1dtranscription/v1/common.proto\"a\n\x0c\x46\x65tchRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x15\n\rforce_refresh\x18\x02 \x01(\x08\x12-\n\x06method\x18\x03 \x01(\x0e\x32\x1d.transcription.v1.FetchMethod\"\xe2\x01\n\nFetchEvent\x12\x36\n\x08progress\x18\x01 \x01(\x0b\x32\".transcription.v1.DownloadProgressH\x00\x12/\n\tcache_hit\x18\x02 \x01(\x0b\x32\x1a.transcription.v1.CacheHitH\x00\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32\x1f.transcription.v1.MediaMetadataH\x00\x12-\n\x05ready\x18\x04 \x01(\x0b\x32\x1c.transcription.v1.AudioReadyH\x00\x42\x07\n\x05\x65vent\"L\n\x10\x44ownloadProgress\x12\x12\n\nbytes_done\x18\x01 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x02 \x01(\x04\x12\x0f\n\x07percent\x18\x03 \x01(\x01\"+\n\x08\x43\x61\x63heHit\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x12\n\ncontent_id\x18\x02 \x01(\t\"\xc7\x01\n\rMediaMetadata\x12\r\n\x05title\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x15\n\rthumbnail_url\x18\x03 \x01(\t\x12\x10\n\x08uploader\x18\x04 \x01(\t\x12\x12\n\nview_count\x18\x05 \x01(\x04\x12\x13\n\x0bupload_date\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x13\n\x0bwebpage_url\x18\x08 \x01(\t\x12\x11\n\textractor\x18\t \x01(\t\"r\n\nAudioReady\x12\x12\n\ncontent_id\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x12\n\nfrom_cache\x18\x05 \x01(\x08\"Z\n\x10ReadAudioRequest\x12\x12\n\ncontent_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nchunk_size\x18\x04 \x01(\r\">\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\"\x1f\n\x10VideoInfoRequest\x12\x0b\n\x03url\x18\x01 \x01(\t*U\n\x0b\x46\x65tchMethod\x12\x15\n\x11\x46\x45TCH_METHOD_AUTO\x10\x00\x12\x17\n\x13\x46\x45TCH_METHOD_DIRECT\x10\x01\x12\x16\n\x12\x46\x45TCH_METHOD_YTDLP\x10\x02\x32\xa8\x03\n\nDownloader\x12G\n\x05\x46\x65tch\x12\x1e.transcription.v1.FetchRequest\x1a\x1c.transcription.v1.FetchEvent0\x01\x12O\n\tReadAudio\x12\".transcription.v1.ReadAudioRequest\x1a\x1c.transcription.v1.AudioChunk0\x01\x12S\n\x0cGetVideoInfo\x12\".transcription.v1.VideoInfoRequest\x1a\x1f.transcription.v1.MediaMetadata\x12R\n\rGetCacheStats\x12#.transcription.v1.CacheStatsRequest\x1a\x1c.transcription.v1.CacheStats\x12W\n\nClearCache\x12#.transcription.v1.CacheClearRequest\x1a$.transcription.v1.CacheClearResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!transcription/v1/downloader.proto\x12\x10transcription.v1\x1a\x1dtranscription/v1/common.proto\"a\n\x0c\x46\x65tchRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x15\n\rforce_refresh\x18\x02 \x01(\x08\x12-\n\x06method\x18\x03 \x01(\x0e\x32\x1d.transcription.v1.FetchMethod\"\xe2\x01\n\nFetchEvent\x12\x36\n\x08progress\x18\x01 \x01(\x0b\x32\".transcription.v1.DownloadProgressH\x00\x12/\n\tcache_hit\x18\x02 \x01(\x0b\x32\x1a.transcription.v1.CacheHitH\x00\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32\x1f.transcription.v1.MediaMetadataH\x00\x12-\n\x05ready\x18\x04 \x01(\x0b\x32\x1c.transcription.v1.AudioReadyH\x00\x42\x07\n\x05\x65vent\"L\n\x10\x44ownloadProgress\x12\x12\n\nbytes_done\x18\x01 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x02 \x01(\x04\x12\x0f\n\x07percent\x18\x03 \x01(\x01\"+\n\x08\x43\x61\x63heHit\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x12\n\ncontent_id\x18\x02 \x01(\t\"\xc7\x01\n\rMediaMetadata\x12\r\n\x05title\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x15\n\rthumbnail_url\x18\x03 \x01(\t\x12\x10\n\x08uploader\x18\x04 \x01(\t\x12\x12\n\nview_count\x18\x05 \x01(\x04\x12\x13\n\x0bupload_date\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x13\n\x0bwebpage_url\x18\x08 \x01(\t\x12\x11\n\textractor\x18\t \x01(\t\"\x90\x01\n\nAudioReady\x12\x12\n\ncontent_id\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x12\n\nfrom_cache\x18\x05 \x01(\x08\x12\x1c\n\x14\x63\x61nonical_size_bytes\x18\x06 \x01(\x04\"\xb1\x01\n\x10ReadAudioRequest\x12\x12\n\ncontent_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12)\n\x04\x66orm\x18\x05 \x01(\x0e\x32\x1b.transcription.v1.AudioForm\x12\x15\n\rstart_seconds\x18\x06 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x07 \x01(\x01\">\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\"\x1f\n\x10VideoInfoRequest\x12\x0b\n\x03url\x18\x01 \x01(\t*U\n\x0b\x46\x65tchMethod\x12\x15\n\x11\x46\x45TCH_METHOD_AUTO\x10\x00\x12\x17\n\x13\x46\x45TCH_METHOD_DIRECT\x10\x01\x12\x16\n\x12\x46\x45TCH_METHOD_YTDLP\x10\x02*>\n\tAudioForm\x12\x17\n\x13\x41UDIO_FORM_ORIGINAL\x10\x00\x12\x18\n\x14\x41UDIO_FORM_CANONICAL\x10\x01\x32\xa8\x03\n\nDownloader\x12G\n\x05\x46\x65tch\x12\x1e.transcription.v1.FetchRequest\x1a\x1c.transcription.v1.FetchEvent0\x01\x12O\n\tReadAudio\x12\".transcription.v1.ReadAudioRequest\x1a\x1c.transcription.v1.AudioChunk0\x01\x12S\n\x0cGetVideoInfo\x12\".transcription.v1.VideoInfoRequest\x1a\x1f.transcription.v1.MediaMetadata\x12R\n\rGetCacheStats\x12#.transcription.v1.CacheStatsRequest\x1a\x1c.transcription.v1.CacheStats\x12W\n\nClearCache\x12#.transcription.v1.CacheClearRequest\x1a$.transcription.v1.CacheClearResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'transcription.v1.downloader_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FETCHMETHOD']._serialized_start=1044
-  _globals['_FETCHMETHOD']._serialized_end=1129
+  _globals['_FETCHMETHOD']._serialized_start=1163
+  _globals['_FETCHMETHOD']._serialized_end=1248
+  _globals['_AUDIOFORM']._serialized_start=1250
+  _globals['_AUDIOFORM']._serialized_end=1312
   _globals['_FETCHREQUEST']._serialized_start=86
   _globals['_FETCHREQUEST']._serialized_end=183
   _globals['_FETCHEVENT']._serialized_start=186
@@ -44,14 +46,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CACHEHIT']._serialized_end=535
   _globals['_MEDIAMETADATA']._serialized_start=538
   _globals['_MEDIAMETADATA']._serialized_end=737
-  _globals['_AUDIOREADY']._serialized_start=739
-  _globals['_AUDIOREADY']._serialized_end=853
-  _globals['_READAUDIOREQUEST']._serialized_start=855
-  _globals['_READAUDIOREQUEST']._serialized_end=945
-  _globals['_AUDIOCHUNK']._serialized_start=947
-  _globals['_AUDIOCHUNK']._serialized_end=1009
-  _globals['_VIDEOINFOREQUEST']._serialized_start=1011
-  _globals['_VIDEOINFOREQUEST']._serialized_end=1042
-  _globals['_DOWNLOADER']._serialized_start=1132
-  _globals['_DOWNLOADER']._serialized_end=1556
+  _globals['_AUDIOREADY']._serialized_start=740
+  _globals['_AUDIOREADY']._serialized_end=884
+  _globals['_READAUDIOREQUEST']._serialized_start=887
+  _globals['_READAUDIOREQUEST']._serialized_end=1064
+  _globals['_AUDIOCHUNK']._serialized_start=1066
+  _globals['_AUDIOCHUNK']._serialized_end=1128
+  _globals['_VIDEOINFOREQUEST']._serialized_start=1130
+  _globals['_VIDEOINFOREQUEST']._serialized_end=1161
+  _globals['_DOWNLOADER']._serialized_start=1315
+  _globals['_DOWNLOADER']._serialized_end=1739
 # @@protoc_insertion_point(module_scope)

@@ -12,9 +12,16 @@ class FetchMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FETCH_METHOD_AUTO: _ClassVar[FetchMethod]
     FETCH_METHOD_DIRECT: _ClassVar[FetchMethod]
     FETCH_METHOD_YTDLP: _ClassVar[FetchMethod]
+
+class AudioForm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_FORM_ORIGINAL: _ClassVar[AudioForm]
+    AUDIO_FORM_CANONICAL: _ClassVar[AudioForm]
 FETCH_METHOD_AUTO: FetchMethod
 FETCH_METHOD_DIRECT: FetchMethod
 FETCH_METHOD_YTDLP: FetchMethod
+AUDIO_FORM_ORIGINAL: AudioForm
+AUDIO_FORM_CANONICAL: AudioForm
 
 class FetchRequest(_message.Message):
     __slots__ = ("url", "force_refresh", "method")
@@ -79,30 +86,38 @@ class MediaMetadata(_message.Message):
     def __init__(self, title: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., thumbnail_url: _Optional[str] = ..., uploader: _Optional[str] = ..., view_count: _Optional[int] = ..., upload_date: _Optional[str] = ..., description: _Optional[str] = ..., webpage_url: _Optional[str] = ..., extractor: _Optional[str] = ...) -> None: ...
 
 class AudioReady(_message.Message):
-    __slots__ = ("content_id", "duration_seconds", "size_bytes", "format", "from_cache")
+    __slots__ = ("content_id", "duration_seconds", "size_bytes", "format", "from_cache", "canonical_size_bytes")
     CONTENT_ID_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     content_id: str
     duration_seconds: float
     size_bytes: int
     format: str
     from_cache: bool
-    def __init__(self, content_id: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., size_bytes: _Optional[int] = ..., format: _Optional[str] = ..., from_cache: _Optional[bool] = ...) -> None: ...
+    canonical_size_bytes: int
+    def __init__(self, content_id: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., size_bytes: _Optional[int] = ..., format: _Optional[str] = ..., from_cache: _Optional[bool] = ..., canonical_size_bytes: _Optional[int] = ...) -> None: ...
 
 class ReadAudioRequest(_message.Message):
-    __slots__ = ("content_id", "offset", "length", "chunk_size")
+    __slots__ = ("content_id", "offset", "length", "chunk_size", "form", "start_seconds", "end_seconds")
     CONTENT_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FORM_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
     content_id: str
     offset: int
     length: int
     chunk_size: int
-    def __init__(self, content_id: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    form: AudioForm
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, content_id: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., chunk_size: _Optional[int] = ..., form: _Optional[_Union[AudioForm, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("data", "offset", "total_size")

@@ -76,7 +76,9 @@ class DownloaderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadAudio(self, request, context):
-        """Stream stored audio by content id, in chunks of at most 1 MiB.
+        """Stream stored audio by content id, in chunks of at most 1 MiB: the original
+        file as downloaded, or its canonical form (16 kHz mono s16le PCM), whole or
+        a byte or time range of it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
