@@ -300,6 +300,8 @@ def system(tmp_path_factory):
             "ASR_MODEL_ALLOWLIST": "org/no-such-model",
             # a made-up token that must never show up in a log or a response (test_secrets.py)
             "HF_TOKEN": HF_TOKEN_SENTINEL,
+            # many tests start jobs from 127.0.0.1 within a minute; the limit is tested on a gateway of its own
+            "GATEWAY_RATE_LIMIT_PER_MINUTE": "0",
             **{f"{name.upper()}_METRICS_PORT": str(port) for name, port in metrics_ports.items()},
         },
         log_dir=data / "logs",

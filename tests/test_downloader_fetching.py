@@ -7,15 +7,18 @@ can set its own limits.
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import av
 import numpy as np
 import pytest
 
 from conftest import SAMPLE_WAV, read_audio, silent_flac, write_wav
 from transcription import audio
+from transcription.downloader import ytdlp
 from transcription.downloader.events import CacheHit, Metadata, Progress, Ready
 from transcription.downloader.server import build_fetcher
 from transcription.downloader.settings import DownloaderSettings
@@ -345,6 +348,44 @@ async def test_canonical_form_is_the_decoded_audio(tmp_path, origin):
     assert sha256_file(f.store.audio_path(stored.content_id)) == stored.content_id
 
 
+def encode(samples: np.ndarray, container: str, codec: str, rate: int) -> bytes:
+    """``samples`` (16 kHz mono float32) encoded at ``rate`` with PyAV: what a site would serve."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    source = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+    source.rate = 16_000
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        for frame in resampler.resample(source) + resampler.resample(None):
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "codec", "rate", "probed"),
+    [
+        ("clip.mp3", "mp3", "mp3", 44_100, "mp3"),
+        ("clip.m4a", "ipod", "aac", 44_100, "mov"),
+        ("clip.webm", "webm", "libopus", 48_000, "matroska"),
+        ("clip.opus", "ogg", "libopus", 48_000, "ogg"),
+        ("clip.flac", "flac", "flac", 22_050, "flac"),
+    ],
+)
+async def test_formats_are_stored_with_their_canonical_form(tmp_path, origin, name, container, codec, rate, probed):
+    speech = read_audio(SAMPLE_WAV)[: 16_000 * 4]
+    origin.files[f"/formats/{name}"] = (encode(speech, container, codec, rate), "application/octet-stream")
+    f = make_fetcher(tmp_path)
+    stored = (await fetch(f, origin.url(f"/formats/{name}")))[-1].audio
+    assert stored.format == probed
+    samples = audio.pcm_to_float(f.store.audio_path(stored.content_id, canonical=True).read_bytes())
+    assert abs(samples.size - speech.size) < 16_000 * 0.1, "4 s in, 4 s out (give or take codec padding)"
+    level = np.sqrt(np.mean(samples**2)) / np.sqrt(np.mean(speech**2))
+    assert 0.8 < level < 1.25, "the speech survived at its level"
+
+
 # -- the bounded store --------------------------------------------------------------
 
 
@@ -408,3 +449,80 @@ def test_a_crash_between_renames_leaves_no_entry(tmp_path):
     (f.store.audio_dir / ("ab" * 32 + ".pcm")).write_bytes(b"\0\0")
     restarted = make_fetcher(tmp_path)
     assert not any(restarted.store.audio_dir.iterdir())
+
+
+# -- YouTube: one cache entry per video, the other link forms tried on failure ---------------
+
+
+async def test_youtube_forms_share_one_entry_and_a_failing_form_falls_back(tmp_path, monkeypatch):
+    """No network: yt-dlp's download is replaced by one that fails for the watch URL and "downloads" youtu.be."""
+    f = make_fetcher(tmp_path)
+    monkeypatch.setattr(f.policy, "resolve_and_check", lambda host: ["203.0.113.1"])  # no DNS in tests
+    tried = []
+
+    def download(url, target_dir, max_bytes, on_progress, should_stop, **options):
+        tried.append(url)
+        if "youtu.be" not in url:
+            raise Unavailable("yt-dlp could not fetch the media: HTTP Error 403")
+        media = target_dir / "media.wav"
+        media.write_bytes(SAMPLE)
+        return media, {"title": "a video", "webpage_url": url, "extractor": "Youtube"}
+
+    monkeypatch.setattr(ytdlp, "download", download)
+    events = await fetch(f, "https://youtube.com/shorts/dQw4w9WgXcQ?si=tracking&t=42")
+    assert tried == ["https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://youtu.be/dQw4w9WgXcQ"]
+    assert isinstance(events[-1], Ready) and f.store.audio_path(events[-1].audio.content_id).read_bytes() == SAMPLE
+    for pasted in ("https://m.youtube.com/watch?v=dQw4w9WgXcQ&list=PL123&index=2", "youtu.be/dQw4w9WgXcQ?t=1"):
+        again = await fetch(f, pasted)
+        assert isinstance(again[0], CacheHit), pasted
+    assert len(tried) == 2
+
+
+async def test_youtube_gives_up_after_every_form_failed(tmp_path, monkeypatch):
+    f = make_fetcher(tmp_path)
+    monkeypatch.setattr(f.policy, "resolve_and_check", lambda host: ["203.0.113.1"])
+    tried = []
+
+    def download(url, *args, **options):
+        tried.append(url)
+        raise Unavailable("yt-dlp could not fetch the media: HTTP Error 403")
+
+    monkeypatch.setattr(ytdlp, "download", download)
+    with pytest.raises(Unavailable, match="403"):
+        await fetch(f, "https://www.youtube.com/watch?v=dQw4w9WgXcQ")
+    assert len(tried) == 3
+    assert_nothing_left(f)
+
+
+# -- uploads ------------------------------------------------------------------------
+
+
+async def blocks_of(data: bytes, size: int = 64 * 1024):
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_upload_is_stored_like_a_download(tmp_path):
+    f = make_fetcher(tmp_path)
+    stored = await f.upload(blocks_of(SAMPLE))
+    assert f.store.audio_path(stored.content_id).read_bytes() == SAMPLE
+    assert stored.canonical_size_bytes == 2 * 16_000 * 30 and stored.format == "wav"
+    assert (await f.upload(blocks_of(SAMPLE))).content_id == stored.content_id  # stored once
+
+
+@pytest.mark.parametrize(
+    ("data", "settings", "message"),
+    [
+        (b"<!DOCTYPE html><html></html>", {}, "the file is an HTML page, not audio or video"),
+        (b"", {}, "the uploaded file is empty"),
+        (SAMPLE, {"downloader_max_bytes": 100_000}, "larger than the 100000-byte limit"),
+        (SAMPLE, {"downloader_max_duration_seconds": 10}, "30 s long, over the 10 s limit"),
+        (b"\x00\x01" * 5000, {}, "this is not audio or video: not a readable audio or video file"),
+    ],
+)
+async def test_bad_uploads_are_refused_and_leave_nothing(tmp_path, data, settings, message):
+    f = make_fetcher(tmp_path, **settings)
+    with pytest.raises(InvalidArgument, match=message):
+        await f.upload(blocks_of(data))
+    assert f.store.stats()["total_files"] == 0
+    assert_nothing_left(f)

@@ -30,6 +30,7 @@ from transcription.v1 import (
 )
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+UPLOAD_CHUNK = 1024 * 1024
 
 
 def _translate(exc: grpc.aio.AioRpcError, service: str) -> errors.ServiceError:
@@ -200,6 +201,18 @@ class DownloaderClient(_CacheOwner):
     async def read_audio(self, content_id: str) -> bytes:
         """The whole original file (as downloaded)."""
         return b"".join([chunk.data async for chunk in self.iter_audio(content_id)])
+
+    @_translating
+    async def upload(self, blocks: AsyncIterator[bytes], filename: str = "", *, timeout: float | None = None) -> downloader_pb2.AudioReady:
+        """Send a file to the store in chunks (client streaming: never one giant message); returns its entry."""
+
+        async def chunks() -> AsyncIterator[downloader_pb2.UploadChunk]:
+            yield downloader_pb2.UploadChunk(filename=filename)
+            async for block in blocks:
+                for start in range(0, len(block), UPLOAD_CHUNK):
+                    yield downloader_pb2.UploadChunk(data=block[start : start + UPLOAD_CHUNK])
+
+        return await self.stub.Upload(chunks(), timeout=timeout)
 
     @_translating
     async def video_info(self, url: str, *, timeout: float | None = 60) -> downloader_pb2.MediaMetadata:

@@ -42,6 +42,10 @@ class ResourceExhausted(ServiceError):
     status = "RESOURCE_EXHAUSTED"
 
 
+class PayloadTooLarge(InvalidArgument):
+    """A body, message or upload over the gateway's size limit (HTTP 413)."""
+
+
 class Unavailable(ServiceError):
     """A dependency (another service, a remote host) cannot be reached."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import time
@@ -26,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 from transcription import audio, metrics
 from transcription.downloader import urls, ytdlp
 from transcription.downloader.events import CacheHit, FetchEvent, Metadata, Progress, Ready
-from transcription.downloader.http import HttpDownload, HttpLimits, PageNotMedia
+from transcription.downloader.http import SNIFF_BYTES, HttpDownload, HttpLimits, PageNotMedia, sniff
 from transcription.downloader.netguard import AddressPolicy
 from transcription.downloader.singleflight import SingleFlight
 from transcription.downloader.store import AudioStore, StoredAudio, UrlRecord, url_key
@@ -113,6 +114,29 @@ class Fetcher:
         async for event in self.flights.join(key, lambda: self._download(url, method, key)):
             yield event
 
+    async def upload(self, blocks: AsyncIterator[bytes]) -> StoredAudio:
+        """Store a file sent by a client: size-limited, sniffed, probed and decoded like a download."""
+        async with self.admission.reserve(), self.admission.slot():
+            tmp = self.store.new_tmp_file()
+            try:
+                digest = hashlib.sha256()
+                size = 0
+                with tmp.open("wb") as out:
+                    async for block in blocks:
+                        if not size and (what := sniff("", block[:SNIFF_BYTES])):
+                            raise InvalidArgument(f"the file is {what}, not audio or video")
+                        size += len(block)
+                        if size > self.limits.max_bytes:
+                            raise InvalidArgument(f"the file is larger than the {self.limits.max_bytes}-byte limit")
+                        await self._work(lambda b=block: (digest.update(b), out.write(b)))
+                if not size:
+                    raise InvalidArgument("the uploaded file is empty")
+                content_id = digest.hexdigest()
+                with self.store.pinned(content_id):
+                    return await self._work(self.store.get, content_id) or await self._add(tmp, content_id)
+            finally:
+                tmp.unlink(missing_ok=True)  # no-op once moved into the store
+
     async def video_info(self, url: str) -> dict:
         url = urls.normalise(url)
         host = self.policy.check_url(url)
@@ -160,7 +184,7 @@ class Fetcher:
         try:
             probe = await self._work(audio.probe, original)
         except ServiceError as exc:
-            raise InvalidArgument(f"the URL did not return audio or video: {exc.message}") from exc
+            raise InvalidArgument(f"this is not audio or video: {exc.message}") from exc
         if probe.duration_seconds > self.max_duration_seconds:
             raise InvalidArgument(
                 f"the audio is {audio.format_duration(probe.duration_seconds)} long, over the"

@@ -77,6 +77,22 @@ class DownloaderServicer(downloader_pb2_grpc.DownloaderServicer):
                 position += len(data)
 
     @rpc
+    async def Upload(self, request_iterator, context):
+        async def blocks():
+            async for chunk in request_iterator:
+                if chunk.data:
+                    yield chunk.data
+
+        stored = await self.fetcher.upload(blocks())
+        return downloader_pb2.AudioReady(
+            content_id=stored.content_id,
+            duration_seconds=stored.duration_seconds,
+            size_bytes=stored.size_bytes,
+            format=stored.format,
+            canonical_size_bytes=stored.canonical_size_bytes,
+        )
+
+    @rpc
     async def GetVideoInfo(self, request: downloader_pb2.VideoInfoRequest, context):
         return downloader_pb2.MediaMetadata(**await self.fetcher.video_info(request.url))
 

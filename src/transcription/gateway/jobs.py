@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
+from transcription.gateway.exports import Transcript
 from transcription.speakers import SpeakerTimeline, split_by_speaker
 from transcription.v1 import asr_pb2, diarizer_pb2
 
@@ -55,12 +58,17 @@ BACKEND_NAMES = {value: name for name, value in BACKENDS.items()}
 # Calls to the ASR before a job fails: a replica lost mid-way is replaced by another.
 ASR_ATTEMPTS = 3
 
+CONTENT_ID = re.compile(r"[0-9a-f]{64}")
+EXPORT_FORMATS = ("srt", "vtt", "txt", "json", "tsv")
+
 MAX_SPEAKERS = 100  # far above any real meeting; keeps counts inside the proto's uint32
 
 
 @dataclass
 class JobRequest:
-    url: str
+    url: str = ""
+    content_id: str = ""  # an uploaded file (POST /api/upload) instead of a URL
+    filename: str = ""
     model: str = ""
     language: str | None = None
     backend: str = "faster-whisper"
@@ -76,9 +84,15 @@ class JobRequest:
         """Validate a client's request message; raises `InvalidArgument`."""
         if not isinstance(data, dict):
             raise errors.InvalidArgument("the request must be a JSON object")
-        url = data.get("url")
-        if not isinstance(url, str) or not url.strip():
+        url, content_id = data.get("url"), data.get("content_id")
+        if isinstance(content_id, str) and content_id:
+            if not CONTENT_ID.fullmatch(content_id):
+                raise errors.InvalidArgument("content_id must be the sha256 an upload returned")
+            url = ""
+        elif not isinstance(url, str) or not url.strip():
             raise errors.InvalidArgument("URL is required")
+        else:
+            content_id = ""
         # The reference app's switch: use_faster_whisper=false means openai-whisper; "backend" names any engine.
         backend = data.get("backend") or ("openai-whisper" if data.get("use_faster_whisper") is False else "faster-whisper")
         if backend not in BACKENDS:
@@ -97,6 +111,8 @@ class JobRequest:
         language = data.get("language")
         return cls(
             url=url.strip(),
+            content_id=content_id,
+            filename=str(data.get("filename") or "")[:255],
             model=str(data.get("model") or ""),
             language=str(language) if language else None,
             backend=backend,
@@ -130,6 +146,9 @@ class Job:
         self.num_speakers = 0
         self.language = ""
         self.duration = 0.0
+        self.title = request.filename
+        self.job_id = uuid.uuid4().hex
+        self.content_id = ""
 
     async def send(self, message: dict) -> None:
         async with self._send_lock:  # two tasks (ASR, diarizer) share the socket
@@ -137,7 +156,7 @@ class Job:
 
     async def run(self) -> None:
         began = time.monotonic()
-        content_id = await self._download()
+        content_id = self.content_id = await self._uploaded() if self.request.content_id else await self._download()
         await self.send({"type": "status", "message": "Transcribing...", "progress": 30})
         transcribing = asyncio.create_task(self._transcribe(content_id))
         # Deepgram diarizes in the same call: its segments carry their speakers, no diarizer needed
@@ -160,7 +179,17 @@ class Job:
                 "segments": len(self.segments),
                 "num_speakers": self._num_speakers(),
                 "processing_seconds": round(time.monotonic() - began, 3),
+                # extension: where the finished transcript and its audio can be fetched
+                "job_id": self.job_id,
+                "audio_url": f"/api/audio/{content_id}.wav",
+                "exports": {fmt: f"/api/transcripts/{self.job_id}.{fmt}" for fmt in EXPORT_FORMATS},
             }
+        )
+
+    def transcript(self) -> Transcript:
+        """The finished transcript, as exported (/api/transcripts/<job_id>.<format>)."""
+        return Transcript(
+            segments=self.segments, language=self.language, duration=self.duration, title=self.title, num_speakers=self._num_speakers()
         )
 
     def _num_speakers(self) -> int | None:
@@ -170,6 +199,14 @@ class Job:
         return len(inline) if inline else None
 
     # -- download ----------------------------------------------------------
+
+    async def _uploaded(self) -> str:
+        """An uploaded file is already in the store: announce it as a download would have."""
+        content_id = self.request.content_id
+        await self.send({"type": "cached_file", "message": "Using uploaded audio file", "content_id": content_id})
+        await self.send({"type": "metadata", "title": self.title, "duration": 0.0, "thumbnail": "", "uploader": "", "webpage_url": ""})
+        await self.send({"type": "capture_ready", "filename": self.title or content_id, "content_id": content_id})
+        return content_id
 
     async def _download(self) -> str:
         await self.send({"type": "status", "message": "Downloading audio...", "progress": 5})
@@ -191,6 +228,7 @@ class Job:
                 await self.send({"type": "cached_file", "message": "Using cached audio file", "content_id": event.cache_hit.content_id})
             elif kind == "metadata":
                 m = event.metadata
+                self.title = m.title
                 await self.send(
                     {
                         "type": "metadata",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from transcription.settings import DEFAULT_GATEWAY_PORT, CommonSettings
 
 
@@ -14,3 +16,23 @@ class GatewaySettings(CommonSettings):
     # Diarization that has not finished this long after it started is abandoned:
     # the transcript is delivered without speakers and a warning (0 = no limit).
     gateway_diarization_timeout_seconds: float = 1800.0
+    # Host names (the Host header) the gateway answers to, comma-separated; empty =
+    # the address it listens on plus localhost names (a wildcard listener: any
+    # host, so set it). Refuses DNS rebinding: a hostile name pointed at this
+    # address gets 400 on every endpoint but /health and /metrics.
+    gateway_allowed_hosts: str = ""
+    # When set, every endpoint but /health, /metrics and the page itself needs it:
+    # "Authorization: Bearer <token>" (REST, the OpenAI API) or the WebSocket
+    # subprotocol "token.<token>" (or a first message {"type": "auth", "token": ...}).
+    gateway_api_token: SecretStr = SecretStr("")
+    # Largest upload (the page's file picker, the OpenAI API's file).
+    gateway_max_upload_bytes: int = 2 * 1024**3
+    # Largest JSON body and WebSocket message.
+    gateway_max_message_bytes: int = 64 * 1024
+    # WebSocket sessions open at once; more are refused.
+    gateway_max_sessions: int = 100
+    # Jobs (WebSocket requests, uploads, OpenAI calls, video-info) one client
+    # address may start per minute (0 = no limit).
+    gateway_rate_limit_per_minute: int = 60
+    # Finished transcripts kept for export (/api/transcripts/<job_id>.<format>).
+    gateway_transcripts_kept: int = 500

@@ -46,6 +46,11 @@ class DownloaderStub:
                 request_serializer=transcription_dot_v1_dot_downloader__pb2.ReadAudioRequest.SerializeToString,
                 response_deserializer=transcription_dot_v1_dot_downloader__pb2.AudioChunk.FromString,
                 _registered_method=True)
+        self.Upload = channel.stream_unary(
+                '/transcription.v1.Downloader/Upload',
+                request_serializer=transcription_dot_v1_dot_downloader__pb2.UploadChunk.SerializeToString,
+                response_deserializer=transcription_dot_v1_dot_downloader__pb2.AudioReady.FromString,
+                _registered_method=True)
         self.GetVideoInfo = channel.unary_unary(
                 '/transcription.v1.Downloader/GetVideoInfo',
                 request_serializer=transcription_dot_v1_dot_downloader__pb2.VideoInfoRequest.SerializeToString,
@@ -84,6 +89,16 @@ class DownloaderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Upload(self, request_iterator, context):
+        """Store a file the client sends (a browser upload), streamed in chunks: the
+        first message names it, every message may carry data. The file is probed,
+        held to the size and duration limits and decoded to its canonical form
+        like a download; the answer is its entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetVideoInfo(self, request, context):
         """Metadata only (title, duration, ...), no download.
         """
@@ -115,6 +130,11 @@ def add_DownloaderServicer_to_server(servicer, server):
                     servicer.ReadAudio,
                     request_deserializer=transcription_dot_v1_dot_downloader__pb2.ReadAudioRequest.FromString,
                     response_serializer=transcription_dot_v1_dot_downloader__pb2.AudioChunk.SerializeToString,
+            ),
+            'Upload': grpc.stream_unary_rpc_method_handler(
+                    servicer.Upload,
+                    request_deserializer=transcription_dot_v1_dot_downloader__pb2.UploadChunk.FromString,
+                    response_serializer=transcription_dot_v1_dot_downloader__pb2.AudioReady.SerializeToString,
             ),
             'GetVideoInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetVideoInfo,
@@ -187,6 +207,33 @@ class Downloader:
             '/transcription.v1.Downloader/ReadAudio',
             transcription_dot_v1_dot_downloader__pb2.ReadAudioRequest.SerializeToString,
             transcription_dot_v1_dot_downloader__pb2.AudioChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/transcription.v1.Downloader/Upload',
+            transcription_dot_v1_dot_downloader__pb2.UploadChunk.SerializeToString,
+            transcription_dot_v1_dot_downloader__pb2.AudioReady.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,106 @@
+"""OpenAI-compatible speech-to-text: ``POST /v1/audio/transcriptions`` and ``/v1/audio/translations``.
+
+So that tools written for OpenAI's API (its SDKs, with ``base_url`` pointed
+here) run against this platform: multipart ``file``, ``model``, ``language``,
+``prompt``, ``response_format`` (json, text, srt, verbose_json, vtt),
+``timestamp_granularities[]`` (segment, word) and ``temperature``. The file is
+streamed to the downloader's store as an upload, then transcribed by the ASR
+service; the answer is shaped by exports.py. ``model`` names a model of this
+platform (``GET /v1/models`` lists them); OpenAI's ``whisper-1`` means the
+default model. ``temperature`` is accepted and ignored: decoding here always
+starts at 0 with the engine's fallback. Errors come in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from transcription import errors
+from transcription.gateway import exports, state
+from transcription.v1 import asr_pb2
+
+OPENAI_DEFAULT_MODELS = {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"}
+READ_BLOCK = 1024 * 1024
+
+
+async def transcriptions(request: Request):
+    return await _transcribe(request, task="transcribe")
+
+
+async def translations(request: Request):
+    return await _transcribe(request, task="translate")
+
+
+async def list_models(request: Request):
+    reply = await state.clients(request).asr.list_models()
+    created = int(time.time())
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [{"id": m.name, "object": "model", "created": created, "owned_by": "transcription-platform"} for m in reply.models],
+        }
+    )
+
+
+async def _transcribe(request: Request, task: str):
+    limit = state.settings(request).gateway_max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:  # the file plus its form fields
+        raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+    state.limit_rate(request)
+    async with request.form(max_files=1, max_fields=32) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise errors.InvalidArgument("a multipart field 'file' with the audio is required")
+        if upload.size is not None and upload.size > limit:
+            raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+        response_format = str(form.get("response_format") or "json")
+        granularities = [str(g) for g in form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")]
+        if unknown := set(granularities) - {"segment", "word"}:
+            raise errors.InvalidArgument(f"unknown timestamp granularity {sorted(unknown)}: use 'segment' or 'word'")
+        model = str(form.get("model") or "")
+        options = asr_pb2.TranscribeOptions(
+            model="" if model in OPENAI_DEFAULT_MODELS else model,
+            language=str(form.get("language") or "") if task == "transcribe" else "",
+            task=asr_pb2.TASK_TRANSLATE if task == "translate" else asr_pb2.TASK_TRANSCRIBE,
+            initial_prompt=str(form.get("prompt") or ""),
+            word_timestamps="word" in granularities,
+        )
+        if response_format not in exports.OPENAI_RESPONSE_FORMATS:
+            raise errors.InvalidArgument(f"response_format must be one of {', '.join(exports.OPENAI_RESPONSE_FORMATS)}")
+
+        async def blocks():
+            while block := await upload.read(READ_BLOCK):
+                yield block
+
+        ready = await state.clients(request).downloader.upload(blocks(), upload.filename or "upload")
+    transcript = await _collect(request, ready.content_id, options)
+    transcript.title = upload.filename or ""
+    body, media_type = exports.openai_response(response_format, transcript, timestamp_granularities=granularities, task=task)
+    if isinstance(body, dict):
+        return JSONResponse(body, media_type=media_type)
+    return PlainTextResponse(body, media_type=media_type)
+
+
+async def _collect(request: Request, content_id: str, options: asr_pb2.TranscribeOptions) -> exports.Transcript:
+    transcript = exports.Transcript(segments=[])
+    async for event in state.clients(request).asr.transcribe(content_id, options):
+        kind = event.WhichOneof("event")
+        if kind == "started":
+            transcript.language = event.started.language
+            transcript.duration = event.started.duration_seconds
+        elif kind == "segment":
+            seg = event.segment
+            segment = {"id": seg.index, "start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text, "speaker": None}
+            if seg.words:
+                segment["words"] = [
+                    {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": w.probability} for w in seg.words
+                ]
+            transcript.segments.append(segment)
+        elif kind == "completed":
+            transcript.duration = transcript.duration or event.completed.audio_seconds
+    return transcript

@@ -1,0 +1,194 @@
+"""Who may drive the gateway, and how hard: hosts, token, rate, size, headers.
+
+In front of the routes, outermost first:
+
+* `HostGuard` — Starlette's `TrustedHostMiddleware` with two exemptions:
+  ``/health`` and ``/metrics`` answer any Host (kubelet probes and Prometheus
+  use the pod's IP). A DNS-rebinding page reaches the gateway under its own
+  hostile name, so it is refused here before the Origin check (which such a
+  page would pass: its Origin matches the Host it sent).
+* `OriginGuard` (origin.py) — cross-site pages.
+* `TokenGuard` — with ``GATEWAY_API_TOKEN`` set, everything but the page, its
+  static files, ``/health`` and ``/metrics`` needs the token: a Bearer header,
+  or for the WebSocket (browsers cannot set headers on it) the subprotocol
+  ``token.<token>``; a WebSocket without either may still send
+  ``{"type": "auth", "token": ...}`` first (checked in the endpoint).
+* `SecurityHeaders` — a Content-Security-Policy the page satisfies (no inline
+  script or style, nothing from another origin but thumbnails), and the usual
+  nosniff / no-referrer / no-framing headers.
+
+`RateLimiter` (per client address, a sliding minute) and `read_json` (bounded
+bodies) are called by the endpoints that start work.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import json
+import time
+
+from starlette.datastructures import Headers
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
+
+from transcription import errors
+
+OPEN_PATHS = ("/health", "/metrics")  # any Host, no token: probes and scrapers
+PUBLIC_PATHS = ("/", "/static/", "/api/config")  # no token: the page must load to ask for one
+TOKEN_SUBPROTOCOL = "token."
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: https:",  # video thumbnails come from the video's site
+        "media-src 'self' blob:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ]
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+def default_allowed_hosts(listen_host: str) -> list[str]:
+    """The listener's own address and the loopback names; any host for a wildcard listener."""
+    if listen_host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    hosts = {listen_host, "localhost", "127.0.0.1", "::1"}
+    return sorted(f"[{h}]" if ":" in h and not h.startswith("[") else h for h in hosts)  # IPv6 as the Host header writes it
+
+
+class HostGuard(TrustedHostMiddleware):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket" and not self.allow_any and not self._allowed(Headers(scope=scope).get("host", "")):
+            # Starlette's answer is an HTTP response, which a WebSocket handshake cannot carry:
+            # closing before accepting makes the server answer it with 403
+            await WebSocketClose(code=1008)(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    def _allowed(self, host_header: str) -> bool:
+        """The host part (brackets kept for IPv6, as Starlette compares it) against the allow-list."""
+        host = (host_header.split("]")[0] + "]" if host_header.startswith("[") else host_header.split(":")[0]).lower()
+        return any(host == pattern or (pattern.startswith("*") and host.endswith(pattern[1:])) for pattern in self.allowed_hosts)
+
+
+def websocket_token(scope: Scope) -> str | None:
+    for protocol in scope.get("subprotocols", []):
+        if protocol.startswith(TOKEN_SUBPROTOCOL):
+            return protocol[len(TOKEN_SUBPROTOCOL) :]
+    return None
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+class TokenGuard:
+    def __init__(self, app: ASGIApp, token: str):
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.token or scope["type"] not in ("http", "websocket") or self._public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            # A token in the subprotocol is checked now; without one the endpoint waits for an auth message.
+            given = websocket_token(scope)
+            if given is not None and not token_matches(given, self.token):
+                await WebSocketClose(code=1008)(scope, receive, send)
+                return
+            scope["state"] = {**scope.get("state", {}), "authenticated": given is not None}
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization", "")
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token_matches(given.strip(), self.token):
+            await self.app(scope, receive, send)
+            return
+        body = {"error": "this gateway needs its API token: send 'Authorization: Bearer <token>'"}
+        if scope["path"].startswith("/v1/"):  # the OpenAI API's error shape
+            body = {"error": {"message": body["error"], "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+        await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+
+    @staticmethod
+    def _public(path: str) -> bool:
+        return path in OPEN_PATHS or path == "/" or path == "/api/config" or path.startswith("/static/")
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *((n, v) for n, v in SECURITY_HEADERS if n not in names)]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class RateLimiter:
+    """At most ``per_minute`` starts per client address in any sliding minute (0 = unlimited)."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._starts: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def check(self, client: str) -> None:
+        if not self.per_minute:
+            return
+        now = time.monotonic()
+        starts = self._starts[client]
+        while starts and now - starts[0] >= 60:
+            starts.popleft()
+        if len(starts) >= self.per_minute:
+            wait = 60 - (now - starts[0])
+            raise errors.ResourceExhausted(f"too many requests from this address ({self.per_minute} a minute); retry in {wait:.0f} s")
+        starts.append(now)
+        if len(self._starts) > 10_000:  # forget idle clients
+            for key in [k for k, v in self._starts.items() if not v or now - v[-1] >= 60]:
+                del self._starts[key]
+
+
+def client_address(connection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+async def read_json(request: Request, limit: int) -> object:
+    """The request's JSON body, refused with 413 past ``limit`` bytes (read no further than that)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise errors.InvalidArgument("the body must be JSON") from None
