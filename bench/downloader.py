@@ -1,11 +1,10 @@
 """The downloader against plain tools, in one run on the same files: rates, latency, memory, as ratios.
 
 * direct download: the downloader service (gRPC Fetch, force_refresh, store
-  cleared first so every run also hashes, probes and decodes the canonical form)
-  against ``curl -s -o file`` of the same ~200 MB WAV (random samples, 16 kHz
-  mono) from the same local HTTP server (stdlib, sending with sendfile so the
-  server is not the bottleneck); the download phase is first to last Progress;
-  median of 3, alternating;
+  cleared first so every run also probes and decodes the canonical form) against
+  ``curl -s -o file`` of the same 200 MB WAV (random 16 kHz mono samples) from
+  the same local HTTP server (stdlib, with sendfile: its 64 KiB copy loop was
+  slower than curl); download phase = first to last Progress; median of 3;
 * URL-cache hit: a second Fetch of a fetched URL, median of 20;
 * ReadAudio of a stored ~110 MB FLAC (original and canonical form) against
   reading the same store file locally in 1 MiB blocks, median of 3;
@@ -48,24 +47,25 @@ MB = 1e6
 RATE = 16_000
 
 # Run in a fresh process: peak RSS over the RSS after imports and connecting, for one way of getting samples.
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec, so a child of this
+# (several hundred MB) process would report the parent's peak.
 CHILD = """
-import asyncio, resource, sys
+import asyncio, sys
 from pathlib import Path
 from transcription import audio
 from transcription.clients import DownloaderClient
 from transcription.v1.common_pb2 import AudioRef
+kb = lambda field: int(Path("/proc/self/status").read_text().split(field + ":")[1].split()[0])
 
 async def main(address, content_id, way):
     async with DownloaderClient(address) as client:
         await client.health()
-        status = Path("/proc/self/status").read_text().split("VmRSS:")[1]
-        baseline = int(status.split()[0])  # kB
+        baseline = kb("VmRSS")
         if way == "before":
             samples = audio.decode(await client.read_audio(content_id))
         else:
             samples = await audio.resolve_samples(AudioRef(content_id=content_id), client)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-    print((peak - baseline) * 1024, samples.size)
+    print((kb("VmHWM") - baseline) * 1024, samples.size)
 
 asyncio.run(main(*sys.argv[1:]))
 """
@@ -76,15 +76,18 @@ class SendfileHandler(SimpleHTTPRequestHandler):
         pass
 
     def copyfile(self, source, outputfile) -> None:
-        self.connection.sendfile(source)  # the stdlib's 64 KiB copy loop tops out below curl's rate
+        self.connection.sendfile(source)
 
 
-def write_wav(path: Path, data: bytes) -> None:
+def write_wav(path: Path, size: int, random: bool = True) -> None:
+    """``size`` bytes of 16 kHz mono s16 samples, random or silent, written 10 MB at a time."""
+    rng = np.random.default_rng(1)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(RATE)
-        out.writeframes(data)
+        for piece in (min(10_000_000, size - start) for start in range(0, size, 10_000_000)):
+            out.writeframes(rng.bytes(piece) if random else bytes(piece))
 
 
 def write_noise_flac(path: Path, seconds: int) -> None:
@@ -99,6 +102,12 @@ def write_noise_flac(path: Path, seconds: int) -> None:
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -128,20 +137,13 @@ def environment():
         shutil.rmtree(work, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def fetch(client: DownloaderClient, url: str, force_refresh: bool = False) -> tuple[float, float, str]:
     """(download phase, whole fetch) in seconds, and the content id."""
-    began = time.perf_counter()
-    first = last = began
+    began = first = last = time.perf_counter()
     async for event in client.fetch(url, force_refresh=force_refresh):
         if event.HasField("progress"):
             last = time.perf_counter()
-            first = first if first > began else last
+            first = first if first > began else last  # the first one comes with the response headers
         elif event.HasField("ready"):
             return last - first, time.perf_counter() - began, event.ready.content_id
     raise RuntimeError(f"no Ready for {url}")
@@ -177,8 +179,8 @@ def peak_memory(address: str, content_id: str, way: str) -> float:
 
 
 async def run_all(work: Path, media: str, address: str) -> list[tuple]:
-    write_wav(work / "media" / "big.wav", np.random.default_rng(1).bytes(200_000_000))
-    write_wav(work / "media" / "warm.wav", bytes(2 * RATE))
+    write_wav(work / "media" / "big.wav", 200_000_000)
+    write_wav(work / "media" / "warm.wav", 2 * RATE, random=False)
     write_noise_flac(work / "media" / "hour.flac", 3600)
     size = (work / "media" / "big.wav").stat().st_size / MB
     store = work / "data" / "downloads" / "audio"

@@ -43,6 +43,7 @@ loopback_only.install()  # like the tests: benchmark traffic stays on loopback
 import asr  # noqa: E402  (bench/ is on sys.path: this script runs from it)
 import assign  # noqa: E402
 import der  # noqa: E402
+import downloader  # noqa: E402
 import numpy as np  # noqa: E402
 import websockets  # noqa: E402
 
@@ -222,6 +223,12 @@ def main() -> None:
         "ASR engines in-process on the AMI join (`bench/asr.py`), greedy, language given:",
         "",
         *asr.markdown(asr.measure()),
+        "",
+        "Downloader (`bench/downloader.py`): a local HTTP server (sendfile) against curl from the same server; "
+        "ReadAudio against reading the file locally; peak memory of getting an hour's samples, before (the whole original "
+        "pulled and decoded in the service) and after (canonical PCM read into one array):",
+        "",
+        *downloader.markdown(downloader.measure()),
         "",
         "Speaker assignment (`bench/assign.py`), a synthetic hour: 10,000 words against 2,000 turns, same answers:",
         "",

@@ -29,7 +29,10 @@ class Probe:
 
 def _open(source: bytes | str | PathLike):
     try:
-        return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), metadata_errors="ignore")
+        # max_size: the WAV demuxer's packets are 4 KiB by default, a Python round trip each; 1 MiB ones decode
+        # a long WAV several times faster (other demuxers ignore the option)
+        options = {"max_size": str(1 << 20)}
+        return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), metadata_errors="ignore", options=options)
     except (av.error.FFmpegError, ValueError) as exc:
         raise InvalidArgument(f"not a readable audio or video file ({exc.__class__.__name__})") from exc
 

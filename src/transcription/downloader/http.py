@@ -39,7 +39,8 @@ from transcription.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
+WRITE_BATCH = 1024 * 1024  # bytes received before they are handed to the executor to hash and write
+READ_BUFFER = 1024 * 1024  # aiohttp stops reading the socket past twice this; its 64 KiB default starves fast links
 MAX_REDIRECTS = 10
 PROGRESS_INTERVAL_SECONDS = 0.2
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -143,7 +144,7 @@ class HttpDownload:
         timeout = aiohttp.ClientTimeout(total=limits.total_timeout, sock_connect=limits.connect_timeout, sock_read=limits.read_timeout)
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy))
         deadline = time.monotonic() + limits.total_timeout
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector, read_bufsize=READ_BUFFER) as session:
             with self.path.open("wb") as out:
                 for attempt in range(limits.retries + 1):
                     try:
@@ -191,26 +192,42 @@ class HttpDownload:
         self._digest = hashlib.sha256()
         await asyncio.get_running_loop().run_in_executor(self.executor, lambda: (out.seek(0), out.truncate()))
 
-    def _write(self, out, block: bytes) -> None:
-        self._digest.update(block)
-        out.write(block)
+    def _write(self, out, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._digest.update(piece)
+        out.writelines(pieces)
 
     async def _read_body(self, response: aiohttp.ClientResponse, out) -> AsyncIterator[Progress]:
+        """Receive the body while the previous batch is hashed and written on the executor (one batch in flight)."""
         loop = asyncio.get_running_loop()
         limits = self.limits
         last_report = window_start = time.monotonic()
         window_bytes = 0
+        batch: list[bytes] = []
+        batch_bytes = 0
+        writing: asyncio.Future | None = None
+
+        async def flush() -> None:
+            nonlocal writing, batch, batch_bytes
+            if writing is not None:
+                await writing
+            writing = loop.run_in_executor(self.executor, self._write, out, batch) if batch else None
+            batch, batch_bytes = [], 0
+
         try:
-            async for block in response.content.iter_chunked(CHUNK):
-                if self.done == 0 and (what := sniff(response.headers.get("Content-Type", "").lower(), block[:SNIFF_BYTES])):
+            async for piece in response.content.iter_any():
+                if self.done == 0 and not batch and (what := sniff(response.headers.get("Content-Type", "").lower(), piece[:SNIFF_BYTES])):
                     error = PageNotMedia if what.startswith(("an HTML", "a playlist")) else InvalidArgument
                     raise error(f"the URL returned {what}, not audio or video")
-                self.done += len(block)
+                self.done += len(piece)
                 if self.done > limits.max_bytes:
                     raise InvalidArgument(f"the download exceeded the {limits.max_bytes}-byte limit")
-                await loop.run_in_executor(self.executor, self._write, out, block)
+                batch.append(piece)
+                batch_bytes += len(piece)
+                if batch_bytes >= WRITE_BATCH:
+                    await flush()
                 now = time.monotonic()
-                window_bytes += len(block)
+                window_bytes += len(piece)
                 if now - window_start >= limits.rate_window_seconds:
                     rate = window_bytes / (now - window_start)
                     if rate < limits.min_bytes_per_second:
@@ -222,10 +239,16 @@ class HttpDownload:
                 if now - last_report >= PROGRESS_INTERVAL_SECONDS:
                     last_report = now
                     yield Progress(self.done, self.total)
+            await flush()
         except (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
+            await flush()  # what arrived is kept: a resume asks for the rest
             raise _Retryable(f"the download was interrupted after {self.done} bytes ({type(exc).__name__})") from exc
         except TimeoutError as exc:
+            await flush()
             raise _Retryable(f"no data for {limits.read_timeout:.0f} s after {self.done} bytes") from exc
+        finally:
+            if writing is not None:
+                await asyncio.shield(writing)  # the file is not closed under a write in progress
 
     async def _get_following_redirects(self, session: aiohttp.ClientSession, headers: dict) -> aiohttp.ClientResponse:
         url = self.url
