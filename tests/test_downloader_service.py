@@ -58,7 +58,8 @@ async def test_kill_9_mid_write_leaves_only_whole_entries(tmp_path, media):
         stream = stub.Fetch(downloader_pb2.FetchRequest(url=media.url(gated)))
         outcome: list = []
         threading.Thread(target=lambda: outcome.append(stream.exception()), daemon=True).start()
-        wait_for(lambda: any(p.stat().st_size for p in (store / "tmp").iterdir()), "half a download in tmp/")
+        wait_for(lambda: media.count(gated) == 1 and any((store / "tmp").iterdir()), "a download in progress in tmp/")
+        time.sleep(0.5)  # the first half is in, the rest held back by the origin
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         wait_for(lambda: outcome, "the stream to fail")

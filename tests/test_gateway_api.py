@@ -370,3 +370,27 @@ def test_empty_upload_is_refused(system):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(f"{system.url}api/upload", data=b"", method="POST"), timeout=30)
     assert refused.value.code == 400 and "empty" in json.loads(refused.value.read())["error"]
+
+
+async def test_decoding_options_reach_the_engine(system, media):
+    """hotwords, temperature, VAD parameters and a prompt change what is decoded, and bad ones are refused."""
+    url = media.url("jfk.flac")
+    plain = await run_job(system.ports.gateway, {"url": url, "model": "tiny.en"})
+    strict = await run_job(
+        system.ports.gateway,
+        {"url": url, "model": "tiny.en", "vad_parameters": {"threshold": 0.95, "min_speech_duration_ms": 3000}, "temperature": 0},
+    )
+    texts = [" ".join(m["text"] for m in messages if m["type"] == "transcription_chunk") for messages in (plain, strict)]
+    assert wer(JFK_TEXT, texts[0]) <= 0.15
+    assert texts[1] != texts[0], "a near-deaf VAD drops speech the default keeps"
+    hot = await run_job(system.ports.gateway, {"url": url, "model": "tiny.en", "hotwords": "Americans", "initial_prompt": "JFK:"})
+    assert hot[-1]["type"] == "complete"
+    for bad, message in [
+        ({"vad_parameters": {"loudness": 1}}, "vad_parameters must be an object with some of"),
+        ({"vad_parameters": {"threshold": 1.5}}, "vad.threshold must be between 0 and 1"),
+        ({"temperature": "hot"}, "temperature must be a number"),
+        ({"temperature": [0.2, 2.0]}, "between 0 and 1"),
+        ({"hotwords": "x", "backend": "openai-whisper"}, "faster-whisper options"),
+    ]:
+        refused = await run_job(system.ports.gateway, {"url": url, "model": "tiny.en", **bad})
+        assert refused[-1]["type"] == "error" and message in refused[-1]["error"], (bad, refused[-1])

@@ -11,10 +11,27 @@ import time
 from dataclasses import dataclass
 
 import grpc
+import numpy as np
 import pytest
 import websockets
 
-from conftest import JFK_FLAC, NETGUARD, console_command, free_port, fresh_copy, scrape, start_gateway, value, ws_job
+from conftest import (
+    JFK_FLAC,
+    NETGUARD,
+    SAMPLE_STM,
+    SAMPLE_WAV,
+    console_command,
+    free_port,
+    fresh_copy,
+    read_audio,
+    scrape,
+    start_gateway,
+    stm_text,
+    value,
+    wer,
+    write_wav,
+    ws_job,
+)
 
 
 @dataclass
@@ -109,3 +126,36 @@ async def test_a_replica_killed_mid_job_is_replaced_and_the_transcript_is_whole(
         n += 1
         job = await ws_job(gateway, {"url": fresh_copy(media, JFK_FLAC, f"returning-{n}.wav", seed=100 + n), "model": "tiny.en"})
         assert job.messages[-1]["type"] == "complete"
+
+
+async def test_long_audio_is_fanned_out_over_both_replicas_in_order(system, replicas, media):
+    """Four copies of the two-speaker sample (2 min), cut in pauses near 40 s and 80 s, mid-conversation:
+    both replicas transcribe, the client gets one ordered transcript as accurate as the whole file's."""
+    write_wav(media.directory / "fanout.wav", np.tile(read_audio(SAMPLE_WAV), 4))
+    url = media.url("fanout.wav")
+    reference = " ".join([stm_text(SAMPLE_STM)] * 4)
+    whole = await ws_job(system, {"url": url, "model": "tiny.en"})  # one call, one replica
+    process, port = start_gateway(
+        system,
+        ASR_ADDR=",".join(f"127.0.0.1:{r.port}" for r in replicas),
+        GATEWAY_FANOUT_MIN_SECONDS="60",
+        GATEWAY_FANOUT_PIECE_SECONDS="40",
+    )
+    try:
+        before = [r.transcriptions() for r in replicas]
+        fanned = await ws_job(port, {"url": url, "model": "tiny.en"})
+        worked = [r.transcriptions() - b for r, b in zip(replicas, before)]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert fanned.messages[-1]["type"] == "complete", fanned.messages[-1]
+    assert sum(worked) == 3 and min(worked) >= 1, f"pieces per replica: {worked}"
+    chunks = fanned.of("transcription_chunk")
+    assert [c["id"] for c in chunks] == list(range(len(chunks))), "one numbering across pieces"
+    assert all(a["end"] <= b["start"] + 0.5 for a, b in zip(chunks, chunks[1:])), "in file order, no overlap at the joins"
+    assert chunks[-1]["end"] > 110, "times are the file's, not the piece's"
+    errors = [wer(reference, " ".join(c["text"] for c in job.of("transcription_chunk"))) for job in (whole, fanned)]
+    assert errors[1] <= errors[0] + 0.03, f"WER whole {errors[0]:.3f}, fanned out {errors[1]:.3f}: words lost or doubled at the joins"
+    assert fanned.messages[-1]["duration"] == pytest.approx(120, abs=0.5)
+    progress = [m["progress"] for m in fanned.of("transcription_progress")]
+    assert progress[-1] == 100 and progress == sorted(progress)

@@ -109,12 +109,13 @@ def pcm_to_float(data: bytes | memoryview, out: np.ndarray | None = None) -> np.
     return out
 
 
-async def resolve_samples(ref, downloader) -> np.ndarray:
+async def resolve_samples(ref, downloader, start_seconds: float = 0.0, end_seconds: float = 0.0) -> np.ndarray:
     """The float32 16 kHz samples behind an `AudioRef` (``common_pb2.AudioRef``).
 
     Stored audio is read in its canonical form, chunk by chunk straight into one
     preallocated array: the only copy of the audio this process holds, and no
-    decoding. Inline audio (clients without a downloader) is decoded here.
+    decoding; optionally only a time range of it. Inline audio (clients without a
+    downloader) is decoded here, whole.
     """
     if ref.WhichOneof("source") == "inline_audio":
         if not ref.inline_audio:
@@ -123,10 +124,15 @@ async def resolve_samples(ref, downloader) -> np.ndarray:
     if not ref.content_id:
         raise InvalidArgument("no audio given: set audio.content_id or audio.inline_audio")
     samples: np.ndarray | None = None
-    async for chunk in downloader.iter_audio(ref.content_id, canonical=True, chunk_size=1024 * 1024):
+    begin = 0
+    async for chunk in downloader.iter_audio(
+        ref.content_id, canonical=True, chunk_size=1024 * 1024, start_seconds=start_seconds, end_seconds=end_seconds
+    ):
         if samples is None:
-            samples = np.empty(chunk.total_size // 2, dtype=np.float32)
-        first = chunk.offset // 2
+            begin = chunk.offset  # a time range starts past 0
+            end = min(chunk.total_size, 2 * round(end_seconds * SAMPLE_RATE)) if end_seconds else chunk.total_size
+            samples = np.empty((end - begin) // 2, dtype=np.float32)
+        first = (chunk.offset - begin) // 2
         pcm_to_float(chunk.data, samples[first : first + len(chunk.data) // 2])
     if samples is None or not samples.size:
         raise InvalidArgument("the stored audio holds no samples")

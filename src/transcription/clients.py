@@ -236,12 +236,17 @@ class AsrClient(_CacheOwner):
         request_id: str = "",
         skip_cache: bool = False,
         timeout: float | None = None,
+        start_seconds: float = 0.0,
+        end_seconds: float = 0.0,
     ) -> AsyncIterator[asr_pb2.TranscribeEvent]:
+        """Transcription events; with a time range (stored audio only), of that piece, in the whole file's time."""
         request = asr_pb2.TranscribeRequest(
             audio=audio_ref(audio),
             options=options or asr_pb2.TranscribeOptions(),
             request_id=request_id,
             skip_cache=skip_cache,
+            start_seconds=start_seconds,
+            end_seconds=end_seconds,
         )
         return self.stub.Transcribe(request, timeout=timeout)
 

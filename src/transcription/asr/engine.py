@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,11 +28,21 @@ class Options:
     initial_prompt: str | None = None
     engine: str = "faster-whisper"  # or "openai-whisper" (this module runs only the first)
     batch_size: int = 0  # > 0: faster-whisper's BatchedInferencePipeline, that many 30-s chunks at once
+    temperatures: tuple[float, ...] = ()  # () = the engine's fallback ladder
+    hotwords: str | None = None
+    vad_parameters: tuple[tuple[str, float], ...] = ()  # (VadOptions field, value) pairs to change; () = defaults
 
     def cache_key(self) -> str:
         fields = (self.model, self.language, self.task, self.beam_size, self.vad_filter, self.word_timestamps, self.initial_prompt)
         if self.batch_size:
             fields += (f"batch{self.batch_size}",)
+        # new options join the key only when set, so keys cached before they existed stay valid
+        if self.temperatures:
+            fields += ("t" + ",".join(f"{t:g}" for t in self.temperatures),)
+        if self.hotwords:
+            fields += (f"hot:{self.hotwords}",)
+        if self.vad_parameters:
+            fields += ("vad:" + ",".join(f"{k}={v:g}" for k, v in sorted(self.vad_parameters)),)
         # faster-whisper keys keep their old form, so transcripts cached before openai-whisper existed stay valid
         prefix = () if self.engine == "faster-whisper" else (self.engine,)
         return "|".join(str(v) for v in (*prefix, *fields))
@@ -86,6 +96,16 @@ class Completed:
 Event = Started | Progress | Segment | Completed
 
 
+def shifted(event: Event, offset: float) -> Event:
+    """``event`` with its times moved by ``offset`` seconds: a piece of a file decoded on its own, in file time."""
+    if not offset:
+        return event
+    if isinstance(event, Segment):
+        words = [Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word, w.probability) for w in event.words]
+        return replace(event, start=round(event.start + offset, 3), end=round(event.end + offset, 3), words=words)
+    return event
+
+
 def _batched(model):
     """The model's BatchedInferencePipeline, made once and kept with the model."""
     from faster_whisper import BatchedInferencePipeline
@@ -111,10 +131,13 @@ def transcribe(model, audio: np.ndarray, options: Options, emit: Callable[[Event
         "language": options.language,
         "task": options.task,
         "beam_size": options.beam_size,
-        "vad_parameters": {"min_silence_duration_ms": 500},
+        "vad_parameters": {"min_silence_duration_ms": 500, **dict(options.vad_parameters)},
         "word_timestamps": options.word_timestamps,
         "initial_prompt": options.initial_prompt,
+        "hotwords": options.hotwords,
     }
+    if options.temperatures:
+        common["temperature"] = list(options.temperatures)
     if options.batch_size > 0:
         # Speech chunks (VAD always on here) decoded batch_size at a time: far higher throughput
         # on a GPU; segments come out as each batch completes, so the first arrives later.

@@ -46,6 +46,7 @@ def transcribe(model, audio: np.ndarray, options: engine.Options, emit: Callable
         beam_size=options.beam_size if options.beam_size > 1 else None,  # None: greedy, openai-whisper's default
         word_timestamps=options.word_timestamps,
         initial_prompt=options.initial_prompt,
+        **({"temperature": options.temperatures} if options.temperatures else {}),
         fp16=model.device.type == "cuda",
         verbose=None,
     )

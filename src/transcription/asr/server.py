@@ -45,6 +45,16 @@ def _event_pb(event: engine.Event, backend: int) -> asr_pb2.TranscribeEvent:
     raise TypeError(f"unknown event {event!r}")
 
 
+def _vad_parameters(vad: asr_pb2.VadParameters) -> tuple[tuple[str, float], ...]:
+    """The VAD settings a request changes (faster-whisper's VadOptions names), checked."""
+    chosen = {field.name: value for field, value in vad.ListFields()}
+    if not 0 <= chosen.get("threshold", 0.5) < 1:
+        raise InvalidArgument("vad.threshold must be between 0 and 1")
+    if "max_speech_duration_s" in chosen and chosen["max_speech_duration_s"] < 1:
+        raise InvalidArgument("vad.max_speech_duration_s must be at least 1")
+    return tuple(sorted((name, round(float(value), 4)) for name, value in chosen.items()))
+
+
 def _replay(cached) -> list[engine.Event]:
     """A cached transcript as the events of a fresh one, marked as from the cache."""
     started, segments, completed = cached
@@ -97,6 +107,12 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
             raise InvalidArgument(f"beam_size must be at most {MAX_BEAM_SIZE}")
         if o.batch_size > MAX_BATCH_SIZE:
             raise InvalidArgument(f"batch_size must be at most {MAX_BATCH_SIZE}")
+        temperatures = tuple(round(t, 3) for t in o.temperatures)
+        if len(temperatures) > 10 or any(not 0 <= t <= 1 for t in temperatures):
+            raise InvalidArgument("temperatures: at most 10 values, each between 0 and 1")
+        vad = _vad_parameters(o.vad)
+        if openai and (o.hotwords or vad):
+            raise InvalidArgument("hotwords and VAD parameters are faster-whisper options; openai-whisper has neither")
         return engine.Options(
             model=o.model.strip() or self.settings.asr_default_model,
             language=language,
@@ -106,6 +122,9 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
             vad_filter=o.vad_filter if o.HasField("vad_filter") else True,
             word_timestamps=o.word_timestamps,
             initial_prompt=o.initial_prompt or None,
+            temperatures=temperatures,
+            hotwords=o.hotwords.strip()[:500] or None,
+            vad_parameters=vad,
             engine=OPENAI_WHISPER if openai else FASTER_WHISPER,
             batch_size=0 if openai else (o.batch_size if o.HasField("batch_size") else self.batch_size),
         )
@@ -118,11 +137,17 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         entry = self.catalog.resolve(options.model, options.engine) if local else None  # unknown models: refused before any audio moves
         if local and options.task == "translate" and not entry.multilingual:
             raise InvalidArgument(f"model {entry.name} is English-only and cannot translate; choose a multilingual model")
+        start, end = request.start_seconds, request.end_seconds
+        if start < 0 or end < 0 or (end and end <= start):
+            raise InvalidArgument("the time range must satisfy 0 <= start_seconds < end_seconds")
+        if (start or end) and (not local or request.audio.WhichOneof("source") != "content_id"):
+            raise InvalidArgument("a time range needs stored audio (a content id) and faster-whisper or openai-whisper")
         content_id = request.audio.content_id
         if request.audio.WhichOneof("source") == "inline_audio" and request.audio.inline_audio:
             content_id = hashlib.sha256(request.audio.inline_audio).hexdigest()  # inline audio: keyed by its hash
+        cache_key = f"{content_id}@{start:g}-{end:g}" if start or end else content_id
         if content_id and not request.skip_cache:  # a cache hit needs neither audio, model nor slot
-            cached = await asyncio.to_thread(self.cache.get_transcript, content_id, options)
+            cached = await asyncio.to_thread(self.cache.get_transcript, cache_key, options)
             metrics.CACHE.labels("asr", "transcripts", "hit" if cached else "miss").inc()
             if cached:
                 for event in _replay(cached):
@@ -137,9 +162,9 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
             async with self.admission.holding():
                 # only now: a waiting job holds no audio
                 if local:
-                    pcm = await audio.resolve_samples(request.audio, self.downloader)  # canonical: no decoding here
+                    pcm = await audio.resolve_samples(request.audio, self.downloader, start, end)  # canonical: no decoding here
                     run = openai_engine.transcribe if options.engine == OPENAI_WHISPER else engine.transcribe
-                    stream = stream_from_thread(lambda emit: run(model, pcm, options, emit))
+                    stream = stream_from_thread(lambda emit: run(model, pcm, options, lambda event: emit(engine.shifted(event, start))))
                 else:  # Deepgram gets the original file: smaller on the wire than PCM
                     stream = self._deepgram(await resolve_audio(request.audio, self.downloader), options)
                 began, backend_name, segments_seen = time.monotonic(), asr_pb2.Backend.Name(backend), 0
@@ -157,7 +182,7 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
 
         if not request.skip_cache and content_id:
             started, *segments, completed = events
-            await asyncio.to_thread(self.cache.put_transcript, content_id, options, started, segments, completed)
+            await asyncio.to_thread(self.cache.put_transcript, cache_key, options, started, segments, completed)
 
     async def _deepgram(self, data: bytes, options: DeepgramOptions) -> AsyncIterator[engine.Event]:
         """Deepgram answers once, with the whole transcript: its events, after the answer."""

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from transcription import errors, metrics
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.gateway import media, openai_api, state
-from transcription.gateway.jobs import BACKEND_NAMES, EXPORT_FORMATS, Clients, Job, JobRequest
+from transcription.gateway.jobs import BACKEND_NAMES, EXPORT_FORMATS, Clients, Fanout, Job, JobRequest
 from transcription.gateway.origin import OriginGuard
 from transcription.gateway.security import (
     HostGuard,
@@ -321,6 +321,9 @@ class _Session:
             self.send,
             progress_interval=self.settings.gateway_progress_interval_seconds,
             diarization_timeout=self.settings.gateway_diarization_timeout_seconds,
+            fanout=Fanout(
+                self.settings.gateway_fanout_min_seconds, self.settings.gateway_fanout_piece_seconds, self.settings.gateway_fanout_parallel
+            ),
         )
         running = asyncio.ensure_future(job.run())
         try:

@@ -33,11 +33,12 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
+from transcription.gateway import fanout
 from transcription.gateway.exports import Transcript
 from transcription.speakers import SpeakerTimeline, split_by_speaker
 from transcription.v1 import asr_pb2, diarizer_pb2
@@ -78,6 +79,11 @@ class JobRequest:
     max_speakers: int = 0
     word_timestamps: bool = False
     task: str = "transcribe"
+    # decoding options beyond the reference protocol (faster-whisper; see asr.proto)
+    initial_prompt: str = ""
+    hotwords: str = ""
+    temperatures: tuple[float, ...] = ()
+    vad_parameters: dict | None = None
 
     @classmethod
     def from_message(cls, data: object) -> JobRequest:
@@ -109,6 +115,17 @@ class JobRequest:
         if counts["min_speakers"] and counts["max_speakers"] and counts["min_speakers"] > counts["max_speakers"]:
             raise errors.InvalidArgument("min_speakers cannot be larger than max_speakers")
         language = data.get("language")
+        temperature = data.get("temperature")
+        temperatures = temperature if isinstance(temperature, list) else [] if temperature is None else [temperature]
+        if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in temperatures):
+            raise errors.InvalidArgument("temperature must be a number or a list of numbers")
+        vad_parameters = data.get("vad_parameters")
+        if vad_parameters is not None:
+            names = set(asr_pb2.VadParameters.DESCRIPTOR.fields_by_name)
+            if not isinstance(vad_parameters, dict) or not set(vad_parameters) <= names:
+                raise errors.InvalidArgument(f"vad_parameters must be an object with some of {', '.join(sorted(names))}")
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in vad_parameters.values()):
+                raise errors.InvalidArgument("vad_parameters values must be non-negative numbers")
         return cls(
             url=url.strip(),
             content_id=content_id,
@@ -119,8 +136,18 @@ class JobRequest:
             enable_diarization=bool(data.get("enable_diarization")),
             word_timestamps=bool(data.get("word_timestamps")),
             task=task,
+            initial_prompt=str(data.get("initial_prompt") or "")[:2000],
+            hotwords=str(data.get("hotwords") or "")[:500],
+            temperatures=tuple(float(t) for t in temperatures),
+            vad_parameters=_vad_fields(vad_parameters) if vad_parameters else None,
             **counts,
         )
+
+
+def _vad_fields(values: dict) -> dict:
+    """VadParameters fields with the proto's types (whole milliseconds, float thresholds)."""
+    fields = asr_pb2.VadParameters.DESCRIPTOR.fields_by_name
+    return {name: float(v) if fields[name].cpp_type == fields[name].CPPTYPE_FLOAT else int(v) for name, v in values.items()}
 
 
 @dataclass
@@ -130,11 +157,27 @@ class Clients:
     diarizer: DiarizerClient
 
 
+@dataclass(frozen=True)
+class Fanout:
+    """When and how a long file is cut into pieces transcribed at once (fanout.py); min_seconds 0 = never."""
+
+    min_seconds: float = 0.0
+    piece_seconds: float = 300.0
+    parallel: int = 4
+
+
 class Job:
     def __init__(
-        self, request: JobRequest, clients: Clients, send: Send, progress_interval: float = 0.5, diarization_timeout: float | None = None
+        self,
+        request: JobRequest,
+        clients: Clients,
+        send: Send,
+        progress_interval: float = 0.5,
+        diarization_timeout: float | None = None,
+        fanout: Fanout = Fanout(),
     ):
         self.request = request
+        self.fanout = fanout
         self.diarization_timeout = diarization_timeout or None
         self.clients = clients
         self._send = send
@@ -203,8 +246,12 @@ class Job:
     async def _uploaded(self) -> str:
         """An uploaded file is already in the store: announce it as a download would have."""
         content_id = self.request.content_id
+        first = [chunk async for chunk in self.clients.downloader.iter_audio(content_id, canonical=True, length=2)]
+        self.duration = first[0].total_size / 32_000 if first else 0.0  # canonical: 16 kHz, 2 bytes a sample
         await self.send({"type": "cached_file", "message": "Using uploaded audio file", "content_id": content_id})
-        await self.send({"type": "metadata", "title": self.title, "duration": 0.0, "thumbnail": "", "uploader": "", "webpage_url": ""})
+        await self.send(
+            {"type": "metadata", "title": self.title, "duration": self.duration, "thumbnail": "", "uploader": "", "webpage_url": ""}
+        )
         await self.send({"type": "capture_ready", "filename": self.title or content_id, "content_id": content_id})
         return content_id
 
@@ -259,23 +306,40 @@ class Job:
             task=asr_pb2.TASK_TRANSLATE if r.task == "translate" else asr_pb2.TASK_TRANSCRIBE,
             word_timestamps=r.word_timestamps,
             diarize=r.enable_diarization and r.backend == "deepgram",
+            initial_prompt=r.initial_prompt,
+            hotwords=r.hotwords,
+            temperatures=r.temperatures,
+            vad=asr_pb2.VadParameters(**r.vad_parameters) if r.vad_parameters else None,
         )
 
     async def _transcribe(self, content_id: str) -> None:
-        """Stream the transcription; if the ASR replica dies mid-way, go on with another.
+        await self.send({"type": "transcription_status", "status": "started"})
+        cuts = await self._cuts(content_id)
+        if not cuts:
+            async for kind, event in self._asr_events(content_id):
+                await self._on_asr_event(kind, event)
+            return
+        await self._transcribe_pieces(content_id, fanout.pieces(cuts))
+
+    async def _asr_events(
+        self, content_id: str, start: float = 0.0, end: float = 0.0, language: str = ""
+    ) -> AsyncIterator[tuple[str, asr_pb2.TranscribeEvent]]:
+        """One ASR call's events (kind, event); if the replica dies mid-way, go on with another.
 
         A replica lost to UNAVAILABLE (killed, restarted, unreachable) is replaced
         by calling again, which the channel sends to a live replica. The call
-        restarts from the beginning of the audio; segments the client already has
-        (same audio, model and options decode to the same segments) are not sent
-        again, so the client sees one transcript with nothing doubled.
+        restarts from the beginning of the audio (or piece); segments already
+        passed on (same audio, model and options decode to the same segments) are
+        not passed on again, so the client sees one transcript with nothing doubled.
         """
-        await self.send({"type": "transcription_status", "status": "started"})
-        delivered, told_started = 0, False  # what the client has already been sent
+        options = self._asr_options()
+        if language:
+            options.language = language
+        delivered, told_started = 0, False
         for attempt in range(1, ASR_ATTEMPTS + 1):
             seen = 0
             try:
-                async for event in self.clients.asr.transcribe(content_id, self._asr_options()):
+                async for event in self.clients.asr.transcribe(content_id, options, start_seconds=start, end_seconds=end):
                     kind = event.WhichOneof("event")
                     if kind == "segment":
                         seen += 1
@@ -286,7 +350,7 @@ class Job:
                         if told_started:
                             continue
                         told_started = True
-                    await self._on_asr_event(kind, event)
+                    yield kind, event
                 return
             except errors.Unavailable as exc:
                 if attempt == ASR_ATTEMPTS:
@@ -294,6 +358,88 @@ class Job:
                 log.warning("ASR replica lost after %d segments (%s); retrying on another", delivered, exc.message)
                 await self.send({"type": "status", "message": "Speech recognition moved to another server; continuing"})
                 await asyncio.sleep(0.2 * attempt)
+
+    # -- long files: pieces at once on every replica ----------------------------
+
+    async def _cuts(self, content_id: str) -> list[float]:
+        """Where to cut this file for fan-out (in pauses); [] to transcribe it whole."""
+        f = self.fanout
+        if not f.min_seconds or self.duration <= f.min_seconds or self.request.backend == "deepgram":
+            return []
+        cuts = []
+        for ideal in fanout.ideal_cuts(self.duration, f.piece_seconds):
+            start = max(0.0, ideal - fanout.SEARCH_SECONDS)
+            window = b"".join(
+                [
+                    c.data
+                    async for c in self.clients.downloader.iter_audio(
+                        content_id, canonical=True, start_seconds=start, end_seconds=ideal + fanout.SEARCH_SECONDS
+                    )
+                ]
+            )
+            cuts.append(fanout.quietest_moment(window, start))
+        return cuts
+
+    async def _transcribe_pieces(self, content_id: str, pieces: list[tuple[float, float]]) -> None:
+        """Every piece at once (at most ``parallel``), relayed in order: the first live, the others as their turn comes.
+
+        The first piece starts alone until it has detected the language, which
+        the others are then given, so one file has one language.
+        """
+        outboxes: list[asyncio.Queue] = [asyncio.Queue() for _ in pieces]
+        done_seconds = [0.0] * len(pieces)
+        slots = asyncio.Semaphore(self.fanout.parallel)
+        language = asyncio.get_running_loop().create_future()
+        if self.request.language:
+            language.set_result(self.request.language)
+
+        async def run(number: int, start: float, end: float) -> None:
+            if number:
+                await language
+            async with slots:
+                async for kind, event in self._asr_events(content_id, start, end, language.result() if number else ""):
+                    if kind == "started" and not language.done():
+                        language.set_result(event.started.language)
+                    if kind == "progress":  # all pieces' progress counts, whichever is being relayed
+                        done_seconds[number] = event.progress.processed_seconds
+                        await self._progress(sum(done_seconds), self.duration)
+                    else:
+                        await outboxes[number].put((kind, event))
+            await outboxes[number].put(None)
+
+        tasks = [asyncio.create_task(run(n, start, end)) for n, (start, end) in enumerate(pieces)]
+        running, index, from_cache = set(tasks), 0, True
+        try:
+            for number, outbox in enumerate(outboxes):
+                while True:
+                    getter = asyncio.ensure_future(outbox.get())
+                    while not getter.done():  # a piece that fails ends the job at once, whichever is being relayed
+                        done, _ = await asyncio.wait({getter, *running}, return_when=asyncio.FIRST_COMPLETED)
+                        for task in done - {getter}:
+                            running.discard(task)
+                            if task.exception() is not None:
+                                getter.cancel()
+                                raise task.exception()
+                    item = getter.result()
+                    if item is None:
+                        break
+                    kind, event = item
+                    if kind == "segment":
+                        event.segment.index = index  # one numbering across pieces
+                        index += 1
+                    elif kind == "started":
+                        event.started.duration_seconds = self.duration  # the file's, not the piece's
+                    elif kind == "completed":
+                        from_cache = from_cache and event.completed.from_cache
+                    if kind == "completed" or (number and kind in ("started", "queued")):
+                        continue  # the first piece speaks for the file; one completion at the end
+                    await self._on_asr_event(kind, event)
+            await self._progress(self.duration, self.duration, force=True)
+            await self.send({"type": "transcription_status", "status": "completed", "from_cache": from_cache})
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _on_asr_event(self, kind: str, event: asr_pb2.TranscribeEvent) -> None:
         if kind == "started":

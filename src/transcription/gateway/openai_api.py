@@ -3,12 +3,12 @@
 So that tools written for OpenAI's API (its SDKs, with ``base_url`` pointed
 here) run against this platform: multipart ``file``, ``model``, ``language``,
 ``prompt``, ``response_format`` (json, text, srt, verbose_json, vtt),
-``timestamp_granularities[]`` (segment, word) and ``temperature``. The file is
+``timestamp_granularities[]`` (segment, word) and ``temperature`` (0, the
+default, means the fallback ladder as at OpenAI). The file is
 streamed to the downloader's store as an upload, then transcribed by the ASR
 service; the answer is shaped by exports.py. ``model`` names a model of this
 platform (``GET /v1/models`` lists them); OpenAI's ``whisper-1`` means the
-default model. ``temperature`` is accepted and ignored: decoding here always
-starts at 0 with the engine's fallback. Errors come in OpenAI's error shape.
+default model. Errors come in OpenAI's error shape.
 """
 
 from __future__ import annotations
@@ -63,12 +63,17 @@ async def _transcribe(request: Request, task: str):
         if unknown := set(granularities) - {"segment", "word"}:
             raise errors.InvalidArgument(f"unknown timestamp granularity {sorted(unknown)}: use 'segment' or 'word'")
         model = str(form.get("model") or "")
+        try:
+            temperature = float(form.get("temperature") or 0)
+        except ValueError:
+            raise errors.InvalidArgument("temperature must be a number") from None
         options = asr_pb2.TranscribeOptions(
             model="" if model in OPENAI_DEFAULT_MODELS else model,
             language=str(form.get("language") or "") if task == "transcribe" else "",
             task=asr_pb2.TASK_TRANSLATE if task == "translate" else asr_pb2.TASK_TRANSCRIBE,
             initial_prompt=str(form.get("prompt") or ""),
             word_timestamps="word" in granularities,
+            temperatures=[temperature] if temperature else [],
         )
         if response_format not in exports.OPENAI_RESPONSE_FORMATS:
             raise errors.InvalidArgument(f"response_format must be one of {', '.join(exports.OPENAI_RESPONSE_FORMATS)}")

@@ -36,3 +36,10 @@ class GatewaySettings(CommonSettings):
     gateway_rate_limit_per_minute: int = 60
     # Finished transcripts kept for export (/api/transcripts/<job_id>.<format>).
     gateway_transcripts_kept: int = 500
+    # Files longer than this are cut (in pauses) into pieces of about
+    # GATEWAY_FANOUT_PIECE_SECONDS, transcribed at once (at most
+    # GATEWAY_FANOUT_PARALLEL at a time) on the ASR replicas and streamed back
+    # in order (0 = never cut).
+    gateway_fanout_min_seconds: float = 600.0
+    gateway_fanout_piece_seconds: float = 300.0
+    gateway_fanout_parallel: int = 4

@@ -25,43 +25,45 @@ _sym_db = _symbol_database.Default()
 from transcription.v1 import common_pb2 as transcription_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atranscription/v1/asr.proto\x12\x10transcription.v1\x1a\x1dtranscription/v1/common.proto\"\xab\x02\n\x11TranscribeOptions\x12*\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x19.transcription.v1.Backend\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12$\n\x04task\x18\x04 \x01(\x0e\x32\x16.transcription.v1.Task\x12\x11\n\tbeam_size\x18\x05 \x01(\r\x12\x17\n\nvad_filter\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0fword_timestamps\x18\x07 \x01(\x08\x12\x16\n\x0einitial_prompt\x18\x08 \x01(\t\x12\x0f\n\x07\x64iarize\x18\t \x01(\x08\x12\x17\n\nbatch_size\x18\n \x01(\rH\x01\x88\x01\x01\x42\r\n\x0b_vad_filterB\r\n\x0b_batch_size\"\x9c\x01\n\x11TranscribeRequest\x12)\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1a.transcription.v1.AudioRef\x12\x34\n\x07options\x18\x02 \x01(\x0b\x32#.transcription.v1.TranscribeOptions\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\nskip_cache\x18\x04 \x01(\x08\"\xb2\x02\n\x0fTranscribeEvent\x12\x39\n\x07started\x18\x01 \x01(\x0b\x32&.transcription.v1.TranscriptionStartedH\x00\x12;\n\x08progress\x18\x02 \x01(\x0b\x32\'.transcription.v1.TranscriptionProgressH\x00\x12,\n\x07segment\x18\x03 \x01(\x0b\x32\x19.transcription.v1.SegmentH\x00\x12=\n\tcompleted\x18\x04 \x01(\x0b\x32(.transcription.v1.TranscriptionCompletedH\x00\x12\x31\n\x06queued\x18\x05 \x01(\x0b\x32\x1f.transcription.v1.QueuePositionH\x00\x42\x07\n\x05\x65vent\"A\n\rQueuePosition\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x1e\n\x16\x65stimated_wait_seconds\x18\x02 \x01(\x01\"\xb6\x01\n\x14TranscriptionStarted\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x1c\n\x14language_probability\x18\x02 \x01(\x02\x12\x19\n\x11language_detected\x18\x03 \x01(\x08\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\r\n\x05model\x18\x05 \x01(\t\x12*\n\x07\x62\x61\x63kend\x18\x06 \x01(\x0e\x32\x19.transcription.v1.Backend\"I\n\x15TranscriptionProgress\x12\x19\n\x11processed_seconds\x18\x01 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x02 \x01(\x01\"E\n\x04Word\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\xd3\x01\n\x07Segment\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x0c\n\x04text\x18\x04 \x01(\t\x12%\n\x05words\x18\x05 \x03(\x0b\x32\x16.transcription.v1.Word\x12\x13\n\x0b\x61vg_logprob\x18\x06 \x01(\x02\x12\x16\n\x0eno_speech_prob\x18\x07 \x01(\x02\x12\x19\n\x11\x63ompression_ratio\x18\x08 \x01(\x02\x12\x14\n\x07speaker\x18\t \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_speaker\"\x88\x01\n\x16TranscriptionCompleted\x12\x15\n\rsegment_count\x18\x01 \x01(\r\x12\x12\n\nfrom_cache\x18\x02 \x01(\x08\x12\x1a\n\x12processing_seconds\x18\x03 \x01(\x01\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x10\n\x08language\x18\x05 \x01(\t\"\x13\n\x11ListModelsRequest\"\xd4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x19.transcription.v1.Backend\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x0e\n\x06loaded\x18\x04 \x01(\x08\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x14\n\x0cmultilingual\x18\x06 \x01(\x08\x12\x11\n\tlanguages\x18\x07 \x03(\t\x12\x12\n\nsize_bytes\x18\x08 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\r\n\x05users\x18\n \x01(\r\"H\n\x0cModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x19.transcription.v1.Backend\"X\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.transcription.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t*p\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41\x43KEND_FASTER_WHISPER\x10\x01\x12\x1a\n\x16\x42\x41\x43KEND_OPENAI_WHISPER\x10\x02\x12\x14\n\x10\x42\x41\x43KEND_DEEPGRAM\x10\x03*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02\x32\xcd\x04\n\x03\x41sr\x12V\n\nTranscribe\x12#.transcription.v1.TranscribeRequest\x1a!.transcription.v1.TranscribeEvent0\x01\x12W\n\nListModels\x12#.transcription.v1.ListModelsRequest\x1a$.transcription.v1.ListModelsResponse\x12H\n\tLoadModel\x12\x1e.transcription.v1.ModelRequest\x1a\x1b.transcription.v1.ModelInfo\x12J\n\x0bUnloadModel\x12\x1e.transcription.v1.ModelRequest\x1a\x1b.transcription.v1.ModelInfo\x12R\n\rGetDeviceInfo\x12#.transcription.v1.DeviceInfoRequest\x1a\x1c.transcription.v1.DeviceInfo\x12R\n\rGetCacheStats\x12#.transcription.v1.CacheStatsRequest\x1a\x1c.transcription.v1.CacheStats\x12W\n\nClearCache\x12#.transcription.v1.CacheClearRequest\x1a$.transcription.v1.CacheClearResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atranscription/v1/asr.proto\x12\x10transcription.v1\x1a\x1dtranscription/v1/common.proto\"\x81\x03\n\x11TranscribeOptions\x12*\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x19.transcription.v1.Backend\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12$\n\x04task\x18\x04 \x01(\x0e\x32\x16.transcription.v1.Task\x12\x11\n\tbeam_size\x18\x05 \x01(\r\x12\x17\n\nvad_filter\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0fword_timestamps\x18\x07 \x01(\x08\x12\x16\n\x0einitial_prompt\x18\x08 \x01(\t\x12\x0f\n\x07\x64iarize\x18\t \x01(\x08\x12\x17\n\nbatch_size\x18\n \x01(\rH\x01\x88\x01\x01\x12\x14\n\x0ctemperatures\x18\x0b \x03(\x02\x12\x10\n\x08hotwords\x18\x0c \x01(\t\x12,\n\x03vad\x18\r \x01(\x0b\x32\x1f.transcription.v1.VadParametersB\r\n\x0b_vad_filterB\r\n\x0b_batch_size\"\x99\x01\n\rVadParameters\x12\x11\n\tthreshold\x18\x01 \x01(\x02\x12\x1f\n\x17min_silence_duration_ms\x18\x02 \x01(\r\x12\x15\n\rspeech_pad_ms\x18\x03 \x01(\r\x12\x1e\n\x16min_speech_duration_ms\x18\x04 \x01(\r\x12\x1d\n\x15max_speech_duration_s\x18\x05 \x01(\x02\"\xc8\x01\n\x11TranscribeRequest\x12)\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1a.transcription.v1.AudioRef\x12\x34\n\x07options\x18\x02 \x01(\x0b\x32#.transcription.v1.TranscribeOptions\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\nskip_cache\x18\x04 \x01(\x08\x12\x15\n\rstart_seconds\x18\x05 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x06 \x01(\x01\"\xb2\x02\n\x0fTranscribeEvent\x12\x39\n\x07started\x18\x01 \x01(\x0b\x32&.transcription.v1.TranscriptionStartedH\x00\x12;\n\x08progress\x18\x02 \x01(\x0b\x32\'.transcription.v1.TranscriptionProgressH\x00\x12,\n\x07segment\x18\x03 \x01(\x0b\x32\x19.transcription.v1.SegmentH\x00\x12=\n\tcompleted\x18\x04 \x01(\x0b\x32(.transcription.v1.TranscriptionCompletedH\x00\x12\x31\n\x06queued\x18\x05 \x01(\x0b\x32\x1f.transcription.v1.QueuePositionH\x00\x42\x07\n\x05\x65vent\"A\n\rQueuePosition\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x1e\n\x16\x65stimated_wait_seconds\x18\x02 \x01(\x01\"\xb6\x01\n\x14TranscriptionStarted\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x1c\n\x14language_probability\x18\x02 \x01(\x02\x12\x19\n\x11language_detected\x18\x03 \x01(\x08\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\r\n\x05model\x18\x05 \x01(\t\x12*\n\x07\x62\x61\x63kend\x18\x06 \x01(\x0e\x32\x19.transcription.v1.Backend\"I\n\x15TranscriptionProgress\x12\x19\n\x11processed_seconds\x18\x01 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x02 \x01(\x01\"E\n\x04Word\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\xd3\x01\n\x07Segment\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x0c\n\x04text\x18\x04 \x01(\t\x12%\n\x05words\x18\x05 \x03(\x0b\x32\x16.transcription.v1.Word\x12\x13\n\x0b\x61vg_logprob\x18\x06 \x01(\x02\x12\x16\n\x0eno_speech_prob\x18\x07 \x01(\x02\x12\x19\n\x11\x63ompression_ratio\x18\x08 \x01(\x02\x12\x14\n\x07speaker\x18\t \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_speaker\"\x88\x01\n\x16TranscriptionCompleted\x12\x15\n\rsegment_count\x18\x01 \x01(\r\x12\x12\n\nfrom_cache\x18\x02 \x01(\x08\x12\x1a\n\x12processing_seconds\x18\x03 \x01(\x01\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x10\n\x08language\x18\x05 \x01(\t\"\x13\n\x11ListModelsRequest\"\xd4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x19.transcription.v1.Backend\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x0e\n\x06loaded\x18\x04 \x01(\x08\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x14\n\x0cmultilingual\x18\x06 \x01(\x08\x12\x11\n\tlanguages\x18\x07 \x03(\t\x12\x12\n\nsize_bytes\x18\x08 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\r\n\x05users\x18\n \x01(\r\"H\n\x0cModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x19.transcription.v1.Backend\"X\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.transcription.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t*p\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41\x43KEND_FASTER_WHISPER\x10\x01\x12\x1a\n\x16\x42\x41\x43KEND_OPENAI_WHISPER\x10\x02\x12\x14\n\x10\x42\x41\x43KEND_DEEPGRAM\x10\x03*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02\x32\xcd\x04\n\x03\x41sr\x12V\n\nTranscribe\x12#.transcription.v1.TranscribeRequest\x1a!.transcription.v1.TranscribeEvent0\x01\x12W\n\nListModels\x12#.transcription.v1.ListModelsRequest\x1a$.transcription.v1.ListModelsResponse\x12H\n\tLoadModel\x12\x1e.transcription.v1.ModelRequest\x1a\x1b.transcription.v1.ModelInfo\x12J\n\x0bUnloadModel\x12\x1e.transcription.v1.ModelRequest\x1a\x1b.transcription.v1.ModelInfo\x12R\n\rGetDeviceInfo\x12#.transcription.v1.DeviceInfoRequest\x1a\x1c.transcription.v1.DeviceInfo\x12R\n\rGetCacheStats\x12#.transcription.v1.CacheStatsRequest\x1a\x1c.transcription.v1.CacheStats\x12W\n\nClearCache\x12#.transcription.v1.CacheClearRequest\x1a$.transcription.v1.CacheClearResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'transcription.v1.asr_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BACKEND']._serialized_start=2000
-  _globals['_BACKEND']._serialized_end=2112
-  _globals['_TASK']._serialized_start=2114
-  _globals['_TASK']._serialized_end=2183
+  _globals['_BACKEND']._serialized_start=2286
+  _globals['_BACKEND']._serialized_end=2398
+  _globals['_TASK']._serialized_start=2400
+  _globals['_TASK']._serialized_end=2469
   _globals['_TRANSCRIBEOPTIONS']._serialized_start=80
-  _globals['_TRANSCRIBEOPTIONS']._serialized_end=379
-  _globals['_TRANSCRIBEREQUEST']._serialized_start=382
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=538
-  _globals['_TRANSCRIBEEVENT']._serialized_start=541
-  _globals['_TRANSCRIBEEVENT']._serialized_end=847
-  _globals['_QUEUEPOSITION']._serialized_start=849
-  _globals['_QUEUEPOSITION']._serialized_end=914
-  _globals['_TRANSCRIPTIONSTARTED']._serialized_start=917
-  _globals['_TRANSCRIPTIONSTARTED']._serialized_end=1099
-  _globals['_TRANSCRIPTIONPROGRESS']._serialized_start=1101
-  _globals['_TRANSCRIPTIONPROGRESS']._serialized_end=1174
-  _globals['_WORD']._serialized_start=1176
-  _globals['_WORD']._serialized_end=1245
-  _globals['_SEGMENT']._serialized_start=1248
-  _globals['_SEGMENT']._serialized_end=1459
-  _globals['_TRANSCRIPTIONCOMPLETED']._serialized_start=1462
-  _globals['_TRANSCRIPTIONCOMPLETED']._serialized_end=1598
-  _globals['_LISTMODELSREQUEST']._serialized_start=1600
-  _globals['_LISTMODELSREQUEST']._serialized_end=1619
-  _globals['_MODELINFO']._serialized_start=1622
-  _globals['_MODELINFO']._serialized_end=1834
-  _globals['_MODELREQUEST']._serialized_start=1836
-  _globals['_MODELREQUEST']._serialized_end=1908
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1910
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1998
-  _globals['_ASR']._serialized_start=2186
-  _globals['_ASR']._serialized_end=2775
+  _globals['_TRANSCRIBEOPTIONS']._serialized_end=465
+  _globals['_VADPARAMETERS']._serialized_start=468
+  _globals['_VADPARAMETERS']._serialized_end=621
+  _globals['_TRANSCRIBEREQUEST']._serialized_start=624
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=824
+  _globals['_TRANSCRIBEEVENT']._serialized_start=827
+  _globals['_TRANSCRIBEEVENT']._serialized_end=1133
+  _globals['_QUEUEPOSITION']._serialized_start=1135
+  _globals['_QUEUEPOSITION']._serialized_end=1200
+  _globals['_TRANSCRIPTIONSTARTED']._serialized_start=1203
+  _globals['_TRANSCRIPTIONSTARTED']._serialized_end=1385
+  _globals['_TRANSCRIPTIONPROGRESS']._serialized_start=1387
+  _globals['_TRANSCRIPTIONPROGRESS']._serialized_end=1460
+  _globals['_WORD']._serialized_start=1462
+  _globals['_WORD']._serialized_end=1531
+  _globals['_SEGMENT']._serialized_start=1534
+  _globals['_SEGMENT']._serialized_end=1745
+  _globals['_TRANSCRIPTIONCOMPLETED']._serialized_start=1748
+  _globals['_TRANSCRIPTIONCOMPLETED']._serialized_end=1884
+  _globals['_LISTMODELSREQUEST']._serialized_start=1886
+  _globals['_LISTMODELSREQUEST']._serialized_end=1905
+  _globals['_MODELINFO']._serialized_start=1908
+  _globals['_MODELINFO']._serialized_end=2120
+  _globals['_MODELREQUEST']._serialized_start=2122
+  _globals['_MODELREQUEST']._serialized_end=2194
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2196
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2284
+  _globals['_ASR']._serialized_start=2472
+  _globals['_ASR']._serialized_end=3061
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ TASK_TRANSCRIBE: Task
 TASK_TRANSLATE: Task
 
 class TranscribeOptions(_message.Message):
-    __slots__ = ("backend", "model", "language", "task", "beam_size", "vad_filter", "word_timestamps", "initial_prompt", "diarize", "batch_size")
+    __slots__ = ("backend", "model", "language", "task", "beam_size", "vad_filter", "word_timestamps", "initial_prompt", "diarize", "batch_size", "temperatures", "hotwords", "vad")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,9 @@ class TranscribeOptions(_message.Message):
     INITIAL_PROMPT_FIELD_NUMBER: _ClassVar[int]
     DIARIZE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURES_FIELD_NUMBER: _ClassVar[int]
+    HOTWORDS_FIELD_NUMBER: _ClassVar[int]
+    VAD_FIELD_NUMBER: _ClassVar[int]
     backend: Backend
     model: str
     language: str
@@ -50,19 +53,40 @@ class TranscribeOptions(_message.Message):
     initial_prompt: str
     diarize: bool
     batch_size: int
-    def __init__(self, backend: _Optional[_Union[Backend, str]] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., vad_filter: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., diarize: _Optional[bool] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    temperatures: _containers.RepeatedScalarFieldContainer[float]
+    hotwords: str
+    vad: VadParameters
+    def __init__(self, backend: _Optional[_Union[Backend, str]] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., vad_filter: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., diarize: _Optional[bool] = ..., batch_size: _Optional[int] = ..., temperatures: _Optional[_Iterable[float]] = ..., hotwords: _Optional[str] = ..., vad: _Optional[_Union[VadParameters, _Mapping]] = ...) -> None: ...
+
+class VadParameters(_message.Message):
+    __slots__ = ("threshold", "min_silence_duration_ms", "speech_pad_ms", "min_speech_duration_ms", "max_speech_duration_s")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_SILENCE_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_PAD_MS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SPEECH_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEECH_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    min_silence_duration_ms: int
+    speech_pad_ms: int
+    min_speech_duration_ms: int
+    max_speech_duration_s: float
+    def __init__(self, threshold: _Optional[float] = ..., min_silence_duration_ms: _Optional[int] = ..., speech_pad_ms: _Optional[int] = ..., min_speech_duration_ms: _Optional[int] = ..., max_speech_duration_s: _Optional[float] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("audio", "options", "request_id", "skip_cache")
+    __slots__ = ("audio", "options", "request_id", "skip_cache", "start_seconds", "end_seconds")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SKIP_CACHE_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
     audio: _common_pb2.AudioRef
     options: TranscribeOptions
     request_id: str
     skip_cache: bool
-    def __init__(self, audio: _Optional[_Union[_common_pb2.AudioRef, _Mapping]] = ..., options: _Optional[_Union[TranscribeOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., skip_cache: _Optional[bool] = ...) -> None: ...
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, audio: _Optional[_Union[_common_pb2.AudioRef, _Mapping]] = ..., options: _Optional[_Union[TranscribeOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., skip_cache: _Optional[bool] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
 
 class TranscribeEvent(_message.Message):
     __slots__ = ("started", "progress", "segment", "completed", "queued")
