@@ -95,6 +95,7 @@ def measure() -> list[tuple[str, str, str, float, float, str]]:
                     for label, size in (("sequential", 0), ("batched", 8))
                 )
                 rows.append(("faster-whisper", name, compute, elapsed, seconds / elapsed, f"batched 8; WER on the sample: {accuracy}"))
+                rows += four_requests(model, pcm)
         if device != "cuda":
             import torch
 
@@ -107,6 +108,45 @@ def measure() -> list[tuple[str, str, str, float, float, str]]:
         )
         rows.append(("openai-whisper", name, "float16" if fp16 else "float32", elapsed, seconds / elapsed, "converted bundled weights"))
     return rows
+
+
+def four_requests(model, pcm: np.ndarray) -> list[tuple]:
+    """Four 30-s requests in a row against the same four at once (threads sharing batches: asr/batching.py)."""
+    import threading
+
+    from transcription.asr import engine
+
+    options = engine.Options(model="base", language="en", beam_size=1, batch_size=8)
+    pieces = [pcm[i * 16_000 * 30 : (i + 1) * 16_000 * 30] for i in range(4)]
+    seconds = sum(p.size for p in pieces) / audio_io.SAMPLE_RATE
+
+    def one(audio) -> None:
+        engine.transcribe(model, audio, options, lambda event: None)
+
+    one(pieces[0])  # warm-up
+    in_a_row, _ = timed(lambda: [one(p) for p in pieces])
+    shared = engine_shared(model)
+    before = (shared.batches, shared.calls) if shared else (0, 0)
+
+    def at_once() -> None:
+        threads = [threading.Thread(target=one, args=(p,)) for p in pieces]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    together, _ = timed(at_once)
+    shared = engine_shared(model)
+    batches, calls = shared.batches - before[0], shared.calls - before[1]
+    note = f"4 requests of 30 s at once, {calls} batch calls run as {batches} batches; {in_a_row / together:.2f}× the rate in a row"
+    return [
+        ("faster-whisper", "base", "int8", in_a_row, seconds / in_a_row, "4 requests of 30 s in a row, batched 8"),
+        ("faster-whisper", "base", "int8", together, seconds / together, note),
+    ]
+
+
+def engine_shared(model):
+    return getattr(model, "_shared_batches", None)
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -106,16 +106,6 @@ def shifted(event: Event, offset: float) -> Event:
     return event
 
 
-def _batched(model):
-    """The model's BatchedInferencePipeline, made once and kept with the model."""
-    from faster_whisper import BatchedInferencePipeline
-
-    pipeline = getattr(model, "_batched_pipeline", None)
-    if pipeline is None:
-        pipeline = model._batched_pipeline = BatchedInferencePipeline(model)
-    return pipeline
-
-
 def transcribe(model, audio: np.ndarray, options: Options, emit: Callable[[Event], None]) -> None:
     """Decode ``audio`` (mono float32, 16 kHz) and ``emit`` events as they happen. Blocking."""
     if audio.ndim != 1 or audio.size == 0:
@@ -141,7 +131,11 @@ def transcribe(model, audio: np.ndarray, options: Options, emit: Callable[[Event
     if options.batch_size > 0:
         # Speech chunks (VAD always on here) decoded batch_size at a time: far higher throughput
         # on a GPU; segments come out as each batch completes, so the first arrives later.
-        segments, info = _batched(model).transcribe(audio, batch_size=options.batch_size, vad_filter=True, **common)
+        from transcription.asr import batching  # noqa: PLC0415 - imports faster-whisper
+
+        # (concurrent requests of this model share batches: batching.py)
+        pipeline = batching.pipeline_for(model, options.batch_size)
+        segments, info = pipeline.transcribe(audio, batch_size=options.batch_size, vad_filter=True, **common)
     else:
         segments, info = model.transcribe(audio, vad_filter=options.vad_filter, **common)
     emit(
