@@ -411,11 +411,12 @@ async def test_token_is_asked_for_remembered_and_sent(browser, system, media):
         await expect(page.locator("#auth-form")).to_be_hidden()
         await expect(page.locator("#gpu")).not_to_be_empty()  # /gpu answered: the Bearer header went along
 
-        # the WebSocket carries the token as its subprotocol; audio and exports come through fetch with the header
+        # the WebSocket carries the token as its subprotocol; audio and exports come as signed links (they stream)
         await run_job(page, media.url("jfk.flac"), model="tiny.en", language="en", diarize=False)
         assert await page.is_hidden("#error"), await page.inner_text("#error")
         assert wer(JFK_TEXT, " ".join(text for _, text in await transcript(page))) <= 0.15
-        await wait_until(page, "document.getElementById('player').src.startsWith('blob:')")
+        await wait_until(page, "document.getElementById('player').src.includes('signature=')")
+        await wait_until(page, "document.getElementById('player').duration > 10")  # the signed link loads
         async with page.expect_download() as download_info:
             await page.click("#exports a[data-format=srt]")
         assert list(srt.parse(Path(await (await download_info.value).path()).read_text(encoding="utf-8")))

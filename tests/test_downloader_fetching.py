@@ -61,6 +61,15 @@ class Origin(BaseHTTPRequestHandler):
                 self.wfile.write(SAMPLE[start : start + 20])
                 self.wfile.flush()
                 time.sleep(0.05)
+        elif path == "/burst-then-pause.wav":  # half at once, then nothing for a while
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(SAMPLE)))
+            self.end_headers()
+            for start in range(0, len(SAMPLE) // 2, 4096):  # many small pieces inside one progress interval
+                self.wfile.write(SAMPLE[start : min(start + 4096, len(SAMPLE) // 2)])
+            self.wfile.flush()
+            time.sleep(1.5)
+            self.wfile.write(SAMPLE[len(SAMPLE) // 2 :])
         elif path == "/cut-ranged.wav":  # supports Range, but the first response breaks off half-way
             self._ranged(cut=seen == 1)
         elif path == "/cut-unranged.wav":  # breaks off once, no Range support: a retry starts again
@@ -157,6 +166,17 @@ async def test_slow_drip_is_abandoned(tmp_path, origin):
         await fetch(f, origin.url("/drip.wav"))
     assert time.monotonic() - began < 5
     assert_nothing_left(f)
+
+
+async def test_progress_catches_up_when_the_line_goes_quiet(tmp_path, origin):
+    f = make_fetcher(tmp_path)
+    seen = []
+    async for event in f.fetch(origin.url("/burst-then-pause.wav")):
+        if isinstance(event, Progress):
+            seen.append((time.monotonic(), event.bytes_done))
+    (burst_reported,) = [at for at, done in seen if done == len(SAMPLE) // 2][:1] or [None]
+    assert burst_reported is not None, f"the half that arrived before the pause was reported: {[d for _, d in seen]}"
+    assert seen[-1][0] - burst_reported > 1.0, "and reported during the pause, not after it"
 
 
 async def test_broken_download_resumes_with_range(tmp_path, origin):
@@ -526,3 +546,16 @@ async def test_bad_uploads_are_refused_and_leave_nothing(tmp_path, data, setting
         await f.upload(blocks_of(data))
     assert f.store.stats()["total_files"] == 0
     assert_nothing_left(f)
+
+
+async def test_video_info_of_a_direct_file_reads_only_its_head(tmp_path, origin):
+    origin.files["/info/long-talk.wav"] = (SAMPLE * 3, "audio/wav")  # ~3 MB, more than the peek
+    f = make_fetcher(tmp_path)
+    info = await f.video_info(origin.url("/info/long-talk.wav"))
+    assert info["title"] == "long-talk" and info["extractor"] == "direct"
+    assert info["duration_seconds"] == pytest.approx(30.0, abs=0.01), "from the WAV header, not from the bytes at hand"
+    ((_, asked, _),) = origin.requests("/info/long-talk.wav")
+    assert asked == "bytes=0-262143"
+    origin.files["/info/page.pdf"] = (b"%PDF-1.7" + bytes(100), "application/pdf")
+    with pytest.raises(InvalidArgument, match="a PDF document"):
+        await f.video_info(origin.url("/info/page.pdf"))

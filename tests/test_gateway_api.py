@@ -8,6 +8,7 @@ import csv
 import http.client
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -19,6 +20,7 @@ import srt
 import websockets
 
 from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_STM, SAMPLE_WAV, fresh_copy, read_audio, scrape, start_gateway, stm_text, value, wer
+from transcription.gateway.security import sign_url
 
 TOKEN = "gw-test-token-0123456789"
 
@@ -252,6 +254,26 @@ async def test_websocket_token_by_subprotocol_or_first_message(guarded, media):
     assert refused.value.response.status_code == 403
     missing = await run_job(guarded, request)  # no token at all: the first message must be one
     assert missing[-1]["type"] == "error" and "token" in missing[-1]["error"]
+
+
+async def test_audio_and_export_links_are_signed_for_their_resource_only(guarded, media):
+    messages = await run_job(guarded, {"url": media.url("jfk.flac"), "model": "tiny.en"}, subprotocols=[f"token.{TOKEN}"])
+    complete = messages[-1]
+    capture = next(m for m in messages if m["type"] == "capture_ready")
+    audio_path = f"/api/audio/{capture['content_id']}.wav"
+    assert capture["audio_url"].split("?")[0] == complete["audio_url"].split("?")[0] == audio_path
+    assert "signature=" in capture["audio_url"] and all("signature=" in url for url in complete["exports"].values())
+    status, headers, _ = call(guarded, "GET", complete["audio_url"], headers={"Range": "bytes=0-99"})  # no header: the link is enough
+    assert status == 206 and headers["content-range"].startswith("bytes 0-99/")
+    assert call(guarded, "GET", complete["exports"]["srt"])[0] == 200
+    path, query = complete["audio_url"].split("?")
+    assert call(guarded, "GET", path)[0] == 401, "the bare path still needs the token"
+    assert call(guarded, "GET", complete["exports"]["vtt"].split("?")[0] + "?" + query)[0] == 401, "a signature opens one path only"
+    tampered = complete["audio_url"][:-1] + ("0" if complete["audio_url"][-1] != "0" else "1")
+    assert call(guarded, "GET", tampered)[0] == 401
+    expired = sign_url(path, TOKEN, now=time.time() - 2 * 24 * 3600)
+    assert call(guarded, "GET", expired)[0] == 401
+    assert call(guarded, "POST", "/api/cache/clear?" + query)[0] == 401, "signatures open downloads, nothing else"
 
 
 def test_openai_sdk_with_the_token(guarded):

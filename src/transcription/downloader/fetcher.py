@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 import shutil
 import time
+import wave
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from transcription.v1 import downloader_pb2
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_SECONDS = 0.2
+PEEK_BYTES = 256 * 1024  # enough for the headers of common formats (duration of WAV, FLAC, MP3 with a Xing header...)
 METHOD_NAMES = {
     downloader_pb2.FETCH_METHOD_AUTO: "auto",
     downloader_pb2.FETCH_METHOD_DIRECT: "direct",
@@ -53,6 +56,20 @@ class _Downloaded:
     path: Path
     content_id: str
     metadata: dict
+
+
+def _duration_from_head(head: bytes, whole: bool) -> float:
+    """Duration from a file's first bytes where its header says it; 0 when they cannot tell."""
+    if head.startswith(b"RIFF"):  # WAV: the data chunk's declared size (PyAV would measure the bytes at hand)
+        with contextlib.suppress(wave.Error, EOFError):
+            with wave.open(io.BytesIO(head)) as w:
+                return w.getnframes() / w.getframerate()
+    try:
+        probe = audio.probe(head)
+    except ServiceError:
+        return 0.0  # not media, or not in the first bytes: the fetch will say
+    # FLAC's STREAMINFO holds the sample count; other formats are estimated from the bytes at hand
+    return probe.duration_seconds if whole or probe.format == "flac" else 0.0
 
 
 def _title_from_url(url: str) -> str:
@@ -138,9 +155,24 @@ class Fetcher:
                 tmp.unlink(missing_ok=True)  # no-op once moved into the store
 
     async def video_info(self, url: str) -> dict:
+        """What a URL holds (title, duration, thumbnail, ...), without downloading it.
+
+        Sites yt-dlp knows, and pages, are asked of yt-dlp; a direct media link is
+        judged from its first bytes (PEEK_BYTES): name and, where the header says,
+        duration. yt-dlp's generic extractor would fetch the whole file.
+        """
         url = urls.normalise(url)
         host = self.policy.check_url(url)
         loop = asyncio.get_running_loop()
+        if not await self._work(ytdlp.has_site_extractor, url):
+            content_type, head = await HttpDownload(url, Path(), self.policy, self.limits, self.work_executor).peek(PEEK_BYTES)
+            what = sniff(content_type, head[:SNIFF_BYTES])
+            if what is None:
+                duration = await self._work(_duration_from_head, head, len(head) < PEEK_BYTES)
+                title = _title_from_url(url).rsplit(".", 1)[0] or _title_from_url(url)  # as yt-dlp names a file: no extension
+                return {"title": title, "duration_seconds": duration, "webpage_url": urls.redact(url), "extractor": "direct"}
+            if not what.startswith(("an HTML", "a playlist")):
+                raise InvalidArgument(f"the URL returned {what}, not audio or video")
         await loop.run_in_executor(self.ytdlp_executor, self.policy.resolve_and_check, host)
         return await loop.run_in_executor(self.ytdlp_executor, lambda: ytdlp.extract_info(url, cache_dir=self.ytdlp_cache_dir))
 

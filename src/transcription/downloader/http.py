@@ -160,6 +160,22 @@ class HttpDownload:
                         log.info("retrying %s in %.1f s: %s", urls.redact(self.url), wait, exc.message)
                         await asyncio.sleep(wait)
 
+    async def peek(self, size: int) -> tuple[str, bytes]:
+        """The Content-Type and first ``size`` bytes (or fewer) of the URL, redirects followed and checked: no download."""
+        timeout = aiohttp.ClientTimeout(
+            total=self.limits.connect_timeout + self.limits.read_timeout, sock_connect=self.limits.connect_timeout
+        )
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy))
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            response = await self._get_following_redirects(session, {"Accept-Encoding": "identity", "Range": f"bytes=0-{size - 1}"})
+            async with response:
+                head = bytearray()
+                async for piece in response.content.iter_any():
+                    head += piece
+                    if len(head) >= size:
+                        break
+                return response.headers.get("Content-Type", "").lower(), bytes(head[:size])
+
     async def _attempt(self, session: aiohttp.ClientSession, out) -> AsyncIterator[Progress]:
         headers = {"Accept-Encoding": "identity"}  # Content-Length then counts the bytes we receive and store
         if self.done and self.resumable:
@@ -214,8 +230,21 @@ class HttpDownload:
             writing = loop.run_in_executor(self.executor, self._write, out, batch) if batch else None
             batch, batch_bytes = [], 0
 
+        pieces = response.content.iter_any().__aiter__()
+        arriving: asyncio.Future | None = None
+        behind = False  # progress not reported yet (throttled): reported as soon as the line goes quiet
         try:
-            async for piece in response.content.iter_any():
+            while True:
+                arriving = arriving or asyncio.ensure_future(anext(pieces, None))
+                if behind:
+                    await asyncio.wait({arriving}, timeout=PROGRESS_INTERVAL_SECONDS)
+                    if not arriving.done():  # a burst, then a pause: say how far it got
+                        behind, last_report = False, time.monotonic()
+                        yield Progress(self.done, self.total)
+                piece = await arriving
+                arriving = None
+                if piece is None:
+                    break
                 if self.done == 0 and not batch and (what := sniff(response.headers.get("Content-Type", "").lower(), piece[:SNIFF_BYTES])):
                     error = PageNotMedia if what.startswith(("an HTML", "a playlist")) else InvalidArgument
                     raise error(f"the URL returned {what}, not audio or video")
@@ -236,7 +265,8 @@ class HttpDownload:
                             f" at least {limits.min_bytes_per_second} needed)"
                         )
                     window_start, window_bytes = now, 0
-                if now - last_report >= PROGRESS_INTERVAL_SECONDS:
+                behind = now - last_report < PROGRESS_INTERVAL_SECONDS
+                if not behind:
                     last_report = now
                     yield Progress(self.done, self.total)
             await flush()
@@ -247,6 +277,8 @@ class HttpDownload:
             await flush()
             raise _Retryable(f"no data for {limits.read_timeout:.0f} s after {self.done} bytes") from exc
         finally:
+            if arriving is not None:
+                arriving.cancel()
             if writing is not None:
                 await asyncio.shield(writing)  # the file is not closed under a write in progress
 

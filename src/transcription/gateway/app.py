@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from transcription.gateway.security import (
     TokenGuard,
     default_allowed_hosts,
     read_json,
+    sign_url,
     token_matches,
 )
 from transcription.gateway.settings import GatewaySettings
@@ -321,6 +323,7 @@ class _Session:
             self.send,
             progress_interval=self.settings.gateway_progress_interval_seconds,
             diarization_timeout=self.settings.gateway_diarization_timeout_seconds,
+            link=functools.partial(sign_url, token=self.token),
             fanout=Fanout(
                 self.settings.gateway_fanout_min_seconds, self.settings.gateway_fanout_piece_seconds, self.settings.gateway_fanout_parallel
             ),

@@ -175,9 +175,11 @@ class Job:
         progress_interval: float = 0.5,
         diarization_timeout: float | None = None,
         fanout: Fanout = Fanout(),
+        link: Callable[[str], str] = lambda path: path,
     ):
         self.request = request
         self.fanout = fanout
+        self.link = link  # signs the audio and export links when the gateway has a token
         self.diarization_timeout = diarization_timeout or None
         self.clients = clients
         self._send = send
@@ -224,8 +226,8 @@ class Job:
                 "processing_seconds": round(time.monotonic() - began, 3),
                 # extension: where the finished transcript and its audio can be fetched
                 "job_id": self.job_id,
-                "audio_url": f"/api/audio/{content_id}.wav",
-                "exports": {fmt: f"/api/transcripts/{self.job_id}.{fmt}" for fmt in EXPORT_FORMATS},
+                "audio_url": self.link(f"/api/audio/{content_id}.wav"),
+                "exports": {fmt: self.link(f"/api/transcripts/{self.job_id}.{fmt}") for fmt in EXPORT_FORMATS},
             }
         )
 
@@ -252,7 +254,14 @@ class Job:
         await self.send(
             {"type": "metadata", "title": self.title, "duration": self.duration, "thumbnail": "", "uploader": "", "webpage_url": ""}
         )
-        await self.send({"type": "capture_ready", "filename": self.title or content_id, "content_id": content_id})
+        await self.send(
+            {
+                "type": "capture_ready",
+                "filename": self.title or content_id,
+                "content_id": content_id,
+                "audio_url": self.link(f"/api/audio/{content_id}.wav"),
+            }
+        )
         return content_id
 
     async def _download(self) -> str:
@@ -289,7 +298,14 @@ class Job:
             elif kind == "ready":
                 ready = event.ready
                 self.duration = ready.duration_seconds
-                await self.send({"type": "capture_ready", "filename": f"{ready.content_id}.{ready.format}", "content_id": ready.content_id})
+                await self.send(
+                    {
+                        "type": "capture_ready",
+                        "filename": f"{ready.content_id}.{ready.format}",
+                        "content_id": ready.content_id,
+                        "audio_url": self.link(f"/api/audio/{ready.content_id}.wav"),
+                    }
+                )
                 content_id = ready.content_id
         if content_id is None:
             raise errors.Unavailable("the downloader ended without delivering audio")

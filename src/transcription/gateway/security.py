@@ -12,7 +12,8 @@ In front of the routes, outermost first:
   static files, ``/health`` and ``/metrics`` needs the token: a Bearer header,
   or for the WebSocket (browsers cannot set headers on it) the subprotocol
   ``token.<token>``; a WebSocket without either may still send
-  ``{"type": "auth", "token": ...}`` first (checked in the endpoint).
+  ``{"type": "auth", "token": ...}`` first (checked in the endpoint). The
+  audio and export links a job hands out are signed (`sign_url`) instead.
 * `SecurityHeaders` — a Content-Security-Policy the page satisfies (no inline
   script or style, nothing from another origin but thumbnails), and the usual
   nosniff / no-referrer / no-framing headers.
@@ -24,9 +25,11 @@ bodies) are called by the endpoints that start work.
 from __future__ import annotations
 
 import collections
+import hashlib
 import hmac
 import json
 import time
+import urllib.parse
 
 from starlette.datastructures import Headers
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -89,6 +92,39 @@ class HostGuard(TrustedHostMiddleware):
         return any(host == pattern or (pattern.startswith("*") and host.endswith(pattern[1:])) for pattern in self.allowed_hosts)
 
 
+SIGNED_PREFIXES = ("/api/audio/", "/api/transcripts/")  # what <audio> and download links fetch, without headers
+SIGNED_URL_SECONDS = 24 * 3600
+
+
+def sign_url(path: str, token: str, now: float | None = None) -> str:
+    """``path`` with an expiry and an HMAC of both under the token: a link to this one resource.
+
+    <audio> and download links cannot send an Authorization header; with a
+    token set, the gateway hands the page these instead (in ``capture_ready``
+    and ``complete``), good for that path only, for a day.
+    """
+    if not token:
+        return path
+    expires = int((time.time() if now is None else now) + SIGNED_URL_SECONDS)
+    return f"{path}?expires={expires}&signature={_signature(path, expires, token)}"
+
+
+def _signature(path: str, expires: int, token: str) -> str:
+    return hmac.new(token.encode(), f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def signed_url_valid(scope: Scope, token: str) -> bool:
+    path = scope["path"]
+    if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not path.startswith(SIGNED_PREFIXES):
+        return False
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        expires, signature = int(query["expires"][0]), query["signature"][0]
+    except (KeyError, ValueError):
+        return False
+    return expires > time.time() and hmac.compare_digest(signature, _signature(path, expires, token))
+
+
 def websocket_token(scope: Scope) -> str | None:
     for protocol in scope.get("subprotocols", []):
         if protocol.startswith(TOKEN_SUBPROTOCOL):
@@ -120,7 +156,7 @@ class TokenGuard:
             return
         authorization = Headers(scope=scope).get("authorization", "")
         scheme, _, given = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token_matches(given.strip(), self.token):
+        if (scheme.lower() == "bearer" and token_matches(given.strip(), self.token)) or signed_url_valid(scope, self.token):
             await self.app(scope, receive, send)
             return
         body = {"error": "this gateway needs its API token: send 'Authorization: Bearer <token>'"}

@@ -371,16 +371,16 @@ function keepVisible(li) {
 // The audio (and exports) need the token when the gateway has one, and <audio>/<a>
 // cannot send headers: then the file is fetched with the header and given as a blob.
 async function authorisedUrl(url) {
-  if (!auth.required) return url;
+  if (!auth.required || url.includes("signature=")) return url; // a signed link needs no header: it streams
   const response = await fetch(url, { headers: authHeaders() });
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
   return URL.createObjectURL(await response.blob());
 }
 
-async function loadAudio(contentId) {
+async function loadAudio(contentId, audioUrl) {
   const player = $("player");
   try {
-    player.src = await authorisedUrl(`/api/audio/${encodeURIComponent(contentId)}.wav`);
+    player.src = await authorisedUrl(audioUrl || `/api/audio/${encodeURIComponent(contentId)}.wav`);
     player.hidden = false;
   } catch { player.hidden = true; }
 }
@@ -390,7 +390,9 @@ function showExports(exportsByFormat) {
     const link = el("a", { href: url, className: "button secondary small", textContent: format.toUpperCase() });
     link.dataset.format = format;
     link.setAttribute("download", "");
-    if (auth.required) link.addEventListener("click", (event) => { event.preventDefault(); saveWithToken(url, format); });
+    if (auth.required && !url.includes("signature=")) {
+      link.addEventListener("click", (event) => { event.preventDefault(); saveWithToken(url, format); });
+    }
     return link;
   });
   $("exports").replaceChildren($("exports").firstElementChild, ...links);
@@ -542,7 +544,7 @@ function handle(msg) {
       break;
     case "cached_file": setStatus("cached", {}, 30); break;
     case "metadata": mergeCard(msg); break;
-    case "capture_ready": loadAudio(msg.content_id); break;
+    case "capture_ready": loadAudio(msg.content_id, msg.audio_url); break;
     case "transcription_status": onTranscriptionStatus(msg); break;
     case "queue_position": {
       const wait = msg.estimated_wait_seconds;
