@@ -37,7 +37,7 @@ def _translate(exc: grpc.aio.AioRpcError, service: str) -> errors.ServiceError:
     code = exc.code()
     message = exc.details() or code.name
     if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in message.lower():
-        message = f"the {service} service is unavailable"
+        return errors.ServiceUnreachable(f"the {service} service is unavailable")
     return errors.from_status(code.name, message)
 
 

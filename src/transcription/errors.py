@@ -52,6 +52,10 @@ class Unavailable(ServiceError):
     status = "UNAVAILABLE"
 
 
+class ServiceUnreachable(Unavailable):
+    """The service itself could not be reached (no connection): nothing was done, so calling again is safe."""
+
+
 class Cancelled(ServiceError):
     status = "CANCELLED"
 

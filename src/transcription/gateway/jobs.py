@@ -144,6 +144,26 @@ class JobRequest:
         )
 
 
+async def retry_unreachable(call: Callable[[], AsyncIterator], attempts: int = 3) -> AsyncIterator:
+    """A stream, called again (after a short pause) while its service cannot be reached and nothing has arrived.
+
+    A service restarting or a replica going away must not fail a job that has
+    not started; once an event has been passed on, a failure is the job's.
+    """
+    for attempt in range(1, attempts + 1):
+        started = False
+        try:
+            async for event in call():
+                started = True
+                yield event
+            return
+        except errors.ServiceUnreachable:
+            if started or attempt == attempts:
+                raise
+            log.warning("service unreachable; calling again (%d of %d)", attempt + 1, attempts)
+            await asyncio.sleep(0.5 * attempt)
+
+
 def _vad_fields(values: dict) -> dict:
     """VadParameters fields with the proto's types (whole milliseconds, float thresholds)."""
     fields = asr_pb2.VadParameters.DESCRIPTOR.fields_by_name
@@ -268,7 +288,7 @@ class Job:
         await self.send({"type": "status", "message": "Downloading audio...", "progress": 5})
         content_id = None
         # read the stream to its end, so the downloader finishes the call (status OK) rather than seeing it cancelled
-        async for event in self.clients.downloader.fetch(self.request.url):
+        async for event in retry_unreachable(lambda: self.clients.downloader.fetch(self.request.url)):
             kind = event.WhichOneof("event")
             if kind == "progress":
                 p = event.progress
@@ -539,7 +559,7 @@ class Job:
         turns: list[diarizer_pb2.SpeakerTurn] = []
         try:
             async with asyncio.timeout(self.diarization_timeout):
-                async for event in self.clients.diarizer.diarize(content_id, options):
+                async for event in retry_unreachable(lambda: self.clients.diarizer.diarize(content_id, options)):
                     kind = event.WhichOneof("event")
                     if kind == "progress":
                         await self.send(
