@@ -45,6 +45,7 @@ import assign  # noqa: E402
 import der  # noqa: E402
 import downloader  # noqa: E402
 import numpy as np  # noqa: E402
+import scale  # noqa: E402
 import websockets  # noqa: E402
 
 from transcription import audio as audio_io  # noqa: E402
@@ -229,6 +230,10 @@ def main() -> None:
         "pulled and decoded in the service) and after (canonical PCM read into one array):",
         "",
         *downloader.markdown(downloader.measure()),
+        "",
+        "Scale-out (`bench/scale.py`): ASR replicas pinned to cores of their own, behind one gateway.",
+        "",
+        *scale.markdown(scale.measure()),
         "",
         "Speaker assignment (`bench/assign.py`), a synthetic hour: 10,000 words against 2,000 turns, same answers:",
         "",
