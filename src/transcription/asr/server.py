@@ -82,7 +82,8 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         self.device = device
         self.compute_type = compute_type
         self.batch_size = settings.asr_batch_size if settings.asr_batch_size >= 0 else (16 if device.startswith("cuda") else 0)
-        self.admission = Admission(settings.asr_max_concurrent, settings.asr_max_queue, "ASR service")
+        concurrent = settings.asr_max_concurrent or (4 if device.startswith("cuda") else 1)
+        self.admission = Admission(concurrent, settings.asr_max_queue, "ASR service")
 
     def _options(self, request: asr_pb2.TranscribeRequest) -> engine.Options | DeepgramOptions:
         """The request's options, checked; every refusal here comes before any audio is read."""

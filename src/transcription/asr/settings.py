@@ -36,7 +36,9 @@ class AsrSettings(CommonSettings):
     # time on long files but delays the first segment to the end of each batch);
     # 0 = always sequential. A request's own batch_size wins.
     asr_batch_size: int = -1
-    asr_max_concurrent: int = 1
+    # Transcriptions decoded at once; 0 = 4 on CUDA (batched requests then share
+    # batches, asr/batching.py), 1 on CPU (its cores are already all busy).
+    asr_max_concurrent: int = 0
     asr_max_queue: int = 16
     # Never reach the model hub, even for allow-listed names.
     asr_offline: bool = False
