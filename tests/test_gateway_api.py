@@ -416,3 +416,36 @@ async def test_decoding_options_reach_the_engine(system, media):
     ]:
         refused = await run_job(system.ports.gateway, {"url": url, "model": "tiny.en", **bad})
         assert refused[-1]["type"] == "error" and message in refused[-1]["error"], (bad, refused[-1])
+
+
+NUMBER = (int, float)
+# The reference app's message shapes (../shared/reference/single-process-app.md): field -> accepted types.
+REFERENCE_SHAPES = {
+    "status": {"message": str},
+    "download_progress": {"downloaded": int, "total": (int, type(None)), "percent": (*NUMBER, type(None))},
+    "cached_file": {"message": str},
+    "transcription_progress": {"progress": int, "total_duration": NUMBER},
+    "transcription_chunk": {"text": str, "start": NUMBER, "end": NUMBER, "speaker": (str, type(None))},
+    "transcription_status": {"status": str},
+    "capture_ready": {"filename": str},
+    "complete": {"message": str},
+    "error": {"error": str},
+}
+
+
+async def test_every_reference_message_type_keeps_its_shape(system, media):
+    url = fresh_copy(media, JFK_FLAC, "shapes.wav", seed=5)
+    fresh = await run_job(system.ports.gateway, {"url": url, "model": "tiny.en", "enable_diarization": True})
+    again = await run_job(system.ports.gateway, {"url": url, "model": "tiny.en"})  # cached_file
+    failed = await run_job(system.ports.gateway, {"url": "ftp://127.0.0.1/x.mp3"})
+    messages = fresh + again + failed
+    assert {m["type"] for m in messages} >= REFERENCE_SHAPES.keys(), "every reference type was seen"
+    for message in messages:
+        for field, kinds in REFERENCE_SHAPES.get(message["type"], {}).items():
+            assert isinstance(message.get(field), kinds), (message["type"], field, message)
+        if message["type"] == "status" and "progress" in message:
+            assert isinstance(message["progress"], NUMBER)
+        if message["type"] == "transcription_status":
+            assert message["status"] in ("started", "processing", "completed")
+    progress = [m["progress"] for m in fresh if m["type"] == "transcription_progress"]
+    assert all(0 <= p <= 100 for p in progress) and progress[-1] == 100

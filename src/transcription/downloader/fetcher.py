@@ -88,6 +88,7 @@ class Fetcher:
         admission: Admission,
         work_executor: Executor,
         ytdlp_executor: Executor,
+        bookkeeping_executor: Executor | None = None,
         ytdlp_cache_dir: Path | None = None,
     ):
         self.store = store
@@ -97,11 +98,15 @@ class Fetcher:
         self.admission = admission
         self.work_executor = work_executor  # hashing, probing, decoding, file writes
         self.ytdlp_executor = ytdlp_executor  # one thread per running yt-dlp job
+        self.bookkeeping_executor = bookkeeping_executor or work_executor  # small store reads (the URL cache)
         self.ytdlp_cache_dir = ytdlp_cache_dir
         self.flights: SingleFlight[FetchEvent] = SingleFlight(is_progress=lambda event: isinstance(event, Progress))
 
     async def _work(self, function: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.work_executor, function, *args)
+
+    async def _bookkeeping(self, function: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.bookkeeping_executor, function, *args)
 
     # -- public ----------------------------------------------------------
 
@@ -117,7 +122,7 @@ class Fetcher:
         key = url_key(url, METHOD_NAMES[method])
 
         if not force_refresh:
-            cached = await self._work(self.store.lookup_url, key)
+            cached = await self._bookkeeping(self.store.lookup_url, key)  # a hit never waits behind a download
             metrics.CACHE.labels("downloader", "urls", "hit" if cached else "miss").inc()
             if cached:
                 record, stored = cached

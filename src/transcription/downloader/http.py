@@ -231,18 +231,21 @@ class HttpDownload:
             batch, batch_bytes = [], 0
 
         pieces = response.content.iter_any().__aiter__()
-        arriving: asyncio.Future | None = None
         behind = False  # progress not reported yet (throttled): reported as soon as the line goes quiet
         try:
             while True:
-                arriving = arriving or asyncio.ensure_future(anext(pieces, None))
-                if behind:
-                    await asyncio.wait({arriving}, timeout=PROGRESS_INTERVAL_SECONDS)
-                    if not arriving.done():  # a burst, then a pause: say how far it got
+                if behind:  # a burst, then a pause: say how far it got as soon as the line goes quiet
+                    try:
+                        async with asyncio.timeout(PROGRESS_INTERVAL_SECONDS) as deadline:
+                            piece = await anext(pieces, None)  # (a cancelled read loses nothing: aiohttp keeps the buffer)
+                    except TimeoutError:
+                        if not deadline.expired():
+                            raise  # aiohttp's read timeout, not ours
                         behind, last_report = False, time.monotonic()
                         yield Progress(self.done, self.total)
-                piece = await arriving
-                arriving = None
+                        continue
+                else:
+                    piece = await anext(pieces, None)
                 if piece is None:
                     break
                 if self.done == 0 and not batch and (what := sniff(response.headers.get("Content-Type", "").lower(), piece[:SNIFF_BYTES])):
@@ -277,8 +280,6 @@ class HttpDownload:
             await flush()
             raise _Retryable(f"no data for {limits.read_timeout:.0f} s after {self.done} bytes") from exc
         finally:
-            if arriving is not None:
-                arriving.cancel()
             if writing is not None:
                 await asyncio.shield(writing)  # the file is not closed under a write in progress
 

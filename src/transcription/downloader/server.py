@@ -154,6 +154,8 @@ def build_fetcher(settings: DownloaderSettings) -> Fetcher:
         # a download holds at most one work item at a time (a write, a hash, a decode)
         work_executor=ThreadPoolExecutor(concurrent, thread_name_prefix="download-work"),
         ytdlp_executor=ThreadPoolExecutor(concurrent + 2, thread_name_prefix="yt-dlp"),  # +2: GetVideoInfo
+        # ReadAudio, the URL cache and stats: a pool of their own, never behind a download
+        bookkeeping_executor=ThreadPoolExecutor(settings.downloader_read_threads, thread_name_prefix="read-audio"),
         ytdlp_cache_dir=settings.subdir("yt-dlp-cache"),
     )
 
@@ -161,7 +163,7 @@ def build_fetcher(settings: DownloaderSettings) -> Fetcher:
 def build(settings: DownloaderSettings) -> DownloaderServicer:
     fetcher = build_fetcher(settings)
     install_connect_guard(fetcher.policy)  # the last word on every connection this process makes
-    return DownloaderServicer(fetcher, fetcher.store, ThreadPoolExecutor(settings.downloader_read_threads, thread_name_prefix="read-audio"))
+    return DownloaderServicer(fetcher, fetcher.store, fetcher.bookkeeping_executor)
 
 
 def run() -> None:
