@@ -235,14 +235,9 @@ def markdown(rows: list[tuple]) -> list[str]:
 
 
 def main() -> None:
-    sys.path.insert(0, str(NETGUARD))
-    import loopback_only
+    from standalone import run_alone  # bench/ is on sys.path when a module runs on its own
 
-    loopback_only.install()  # like bench/run.py and the tests: traffic stays on loopback
-    began = time.perf_counter()
-    rows = measure()
-    print(f"{os.cpu_count()} cores; {time.perf_counter() - began:.0f} s\n")
-    print("\n".join(markdown(rows)))
+    run_alone(measure, markdown)
 
 
 if __name__ == "__main__":
