@@ -20,6 +20,7 @@ import json
 import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -163,13 +164,13 @@ def build_bundled_pipeline():
 def _load_pretrained(name: str, hf_token: str | None):
     from pyannote.audio import Pipeline
 
+    # a hub name (not a local directory or file) without a token: gated pipelines will refuse it, so say which variable
+    hint = "" if hf_token or Path(name).exists() else " (a hub pipeline: set HF_TOKEN to a token that accepted its conditions)"
     try:
         pipeline = Pipeline.from_pretrained(name, token=hf_token)
     except Exception as error:  # hub and file errors come in many types
-        raise RuntimeError(f"{name!r}: {type(error).__name__}") from None
-    if pipeline is None:
-        # pyannote returns None (after logging) when a gated model needs a token
-        hint = " (set HF_TOKEN to a token that accepted its conditions)" if not hf_token else ""
+        raise RuntimeError(f"{name!r}: {type(error).__name__}{hint}") from None
+    if pipeline is None:  # pyannote returns None (after logging) when a gated model needs a token
         raise RuntimeError(f"{name!r}{hint}")
     return pipeline
 
