@@ -467,6 +467,9 @@ def test_a_crash_between_renames_leaves_no_entry(tmp_path):
     orphan = f.store.audio_dir / ("ab" * 32)
     orphan.write_bytes(b"half an entry")
     (f.store.audio_dir / ("ab" * 32 + ".pcm")).write_bytes(b"\0\0")
+    old_style = "cd" * 32  # an entry from before the canonical form: original and record, no .pcm
+    (f.store.audio_dir / old_style).write_bytes(b"old")
+    (f.store.audio_dir / f"{old_style}.json").write_text('{"content_id": "x"}')
     restarted = make_fetcher(tmp_path)
     assert not any(restarted.store.audio_dir.iterdir())
 

@@ -12,8 +12,9 @@ Layout under ``<data_dir>/downloads``::
     tmp/                  partial downloads and conversions; swept at start-up
 
 Every file is written to ``tmp/`` first and renamed into place, so a crash or
-a failed download never leaves a half-written entry; files of an entry whose
-``.json`` is missing (a process killed between renames) are swept at start-up.
+a failed download never leaves a half-written entry; files of an entry missing
+one of its three (a process killed between renames, or a store from before the
+canonical form) are swept at start-up.
 
 Eviction (least recently used first, then anything older than the age limit)
 never touches an entry that is being read or written: both hold a pin.
@@ -95,7 +96,11 @@ class AudioStore:
                 leftover.unlink(missing_ok=True)
         for path in self.audio_dir.iterdir():
             content_id = path.name.split(".", 1)[0]
-            if not CONTENT_ID.match(content_id) or not self._meta_path(content_id).exists():
+            # (an entry from before the canonical form existed has a record but no .pcm: fetched again when asked for)
+            whole = CONTENT_ID.match(content_id) and all(
+                self.audio_dir.joinpath(content_id + s).exists() for s in ("", CANONICAL_SUFFIX, ".json")
+            )
+            if not whole:
                 path.unlink(missing_ok=True)
 
     # -- temporary files -------------------------------------------------
