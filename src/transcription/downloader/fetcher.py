@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 from transcription import audio, metrics
 from transcription.downloader import urls, ytdlp
 from transcription.downloader.events import CacheHit, FetchEvent, Metadata, Progress, Ready
-from transcription.downloader.http import SNIFF_BYTES, HttpDownload, HttpLimits, PageNotMedia, sniff
+from transcription.downloader.http import SNIFF_BYTES, HttpDownload, HttpLimits, PageNotMedia, refusal, sniff
 from transcription.downloader.netguard import AddressPolicy
 from transcription.downloader.singleflight import SingleFlight
 from transcription.downloader.store import AudioStore, StoredAudio, UrlRecord, url_key
@@ -176,8 +176,8 @@ class Fetcher:
                 duration = await self._work(_duration_from_head, head, len(head) < PEEK_BYTES)
                 title = _title_from_url(url).rsplit(".", 1)[0] or _title_from_url(url)  # as yt-dlp names a file: no extension
                 return {"title": title, "duration_seconds": duration, "webpage_url": urls.redact(url), "extractor": "direct"}
-            if not what.startswith(("an HTML", "a playlist")):
-                raise InvalidArgument(f"the URL returned {what}, not audio or video")
+            if not isinstance(error := refusal(what), PageNotMedia):
+                raise error
         await loop.run_in_executor(self.ytdlp_executor, self.policy.resolve_and_check, host)
         return await loop.run_in_executor(self.ytdlp_executor, lambda: ytdlp.extract_info(url, cache_dir=self.ytdlp_cache_dir))
 

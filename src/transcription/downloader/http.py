@@ -56,6 +56,7 @@ NOT_MEDIA_SIGNATURES = {
     b"\x1f\x8b": "a gzip archive",
     b"\x7fELF": "a program",
 }
+PAGE, PLAYLIST = "an HTML page", "a playlist or XML document"  # what sniff calls content yt-dlp may read
 PAGE_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<rss", b"<mpd", b"#extm3u")
 
 
@@ -86,13 +87,19 @@ def sniff(content_type: str, head: bytes) -> str | None:
     """What the first bytes are when they are certainly not media ("an HTML page"), else None."""
     start = head.lstrip()[:16].lower()
     if start.startswith(PAGE_STARTS) or content_type.startswith(("text/html", "application/xhtml")):
-        return "an HTML page" if b"<?xml" not in start and b"#extm3u" not in start else "a playlist or XML document"
+        return PAGE if b"<?xml" not in start and b"#extm3u" not in start else PLAYLIST
     for signature, what in NOT_MEDIA_SIGNATURES.items():
         if head.startswith(signature):
             return what
     if content_type.startswith(("text/plain", "application/json")) and _looks_like_text(head):
         return "a text document"
     return None
+
+
+def refusal(what: str) -> InvalidArgument:
+    """The error for content `sniff` recognised: `PageNotMedia` for a page or playlist (yt-dlp may read it)."""
+    kind = PageNotMedia if what in (PAGE, PLAYLIST) else InvalidArgument
+    return kind(f"the URL returned {what}, not audio or video")
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -249,8 +256,7 @@ class HttpDownload:
                 if piece is None:
                     break
                 if self.done == 0 and not batch and (what := sniff(response.headers.get("Content-Type", "").lower(), piece[:SNIFF_BYTES])):
-                    error = PageNotMedia if what.startswith(("an HTML", "a playlist")) else InvalidArgument
-                    raise error(f"the URL returned {what}, not audio or video")
+                    raise refusal(what)
                 self.done += len(piece)
                 if self.done > limits.max_bytes:
                     raise InvalidArgument(f"the download exceeded the {limits.max_bytes}-byte limit")

@@ -45,9 +45,6 @@ class SingleFlight(Generic[E]):
         self._flights: dict[str, _Flight[E]] = {}
         self._is_progress = is_progress  # progress events a late joiner can skip but for the newest
 
-    def running(self, key: str) -> bool:
-        return key in self._flights
-
     async def join(self, key: str, start: Callable[[], AsyncIterator[E]]) -> AsyncIterator[E]:
         """The events of the job for ``key``, started with ``start()`` unless one is running."""
         flight = self._flights.get(key)

@@ -144,6 +144,23 @@ class JobRequest:
         )
 
 
+def segment_json(seg: asr_pb2.Segment) -> dict:
+    """A segment as the client gets it in ``transcription_chunk`` (and as exports read it)."""
+    chunk = {
+        "type": "transcription_chunk",
+        "id": seg.index,
+        "text": seg.text,
+        "start": round(seg.start, 3),
+        "end": round(seg.end, 3),
+        "speaker": seg.speaker if seg.HasField("speaker") else None,  # engines that diarize themselves
+    }
+    if seg.words:
+        chunk["words"] = [
+            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 3)} for w in seg.words
+        ]
+    return chunk
+
+
 async def retry_unreachable(call: Callable[[], AsyncIterator], attempts: int = 3) -> AsyncIterator:
     """A stream, called again (after a short pause) while its service cannot be reached and nothing has arrived.
 
@@ -268,8 +285,7 @@ class Job:
     async def _uploaded(self) -> str:
         """An uploaded file is already in the store: announce it as a download would have."""
         content_id = self.request.content_id
-        first = [chunk async for chunk in self.clients.downloader.iter_audio(content_id, canonical=True, length=2)]
-        self.duration = first[0].total_size / 32_000 if first else 0.0  # canonical: 16 kHz, 2 bytes a sample
+        self.duration = await self.clients.downloader.canonical_size(content_id) / 32_000  # canonical: 16 kHz, 2 bytes a sample
         await self.send({"type": "cached_file", "message": "Using uploaded audio file", "content_id": content_id})
         await self.send(
             {"type": "metadata", "title": self.title, "duration": self.duration, "thumbnail": "", "uploader": "", "webpage_url": ""}
@@ -505,19 +521,7 @@ class Job:
         await self.send({"type": "transcription_progress", "progress": percent, "total_duration": total})
 
     async def _segment(self, seg: asr_pb2.Segment) -> None:
-        chunk = {
-            "type": "transcription_chunk",
-            "id": seg.index,
-            "text": seg.text,
-            "start": round(seg.start, 3),
-            "end": round(seg.end, 3),
-            "speaker": seg.speaker if seg.HasField("speaker") else None,  # engines that diarize themselves
-        }
-        if seg.words:
-            chunk["words"] = [
-                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 3)}
-                for w in seg.words
-            ]
+        chunk = segment_json(seg)
         parts = self._with_speakers(chunk) if self.timeline else [chunk]
         for part in parts:
             self.segments.append(part)

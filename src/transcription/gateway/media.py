@@ -58,11 +58,15 @@ def parse_range(header: str | None, total: int) -> tuple[int, int] | None:
     return first, last
 
 
+def upload_too_large(limit: int) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+
+
 async def upload(request: Request):
     limit = state.settings(request).gateway_max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+        raise upload_too_large(limit)
     state.limit_rate(request)
     filename = (request.query_params.get("filename") or "upload")[:255]
     too_large = False
@@ -74,7 +78,7 @@ async def upload(request: Request):
             received += len(block)
             if received > limit:
                 too_large = True
-                raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+                raise upload_too_large(limit)
             if block:
                 yield block
 
@@ -83,10 +87,10 @@ async def upload(request: Request):
     except (errors.ServiceError, asyncio.CancelledError):
         # grpc cancels the call when the request stream raises: say why, not what gRPC made of it
         if too_large:
-            raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit") from None
+            raise upload_too_large(limit) from None
         raise
     if too_large:
-        raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+        raise upload_too_large(limit)
     return JSONResponse(
         {
             "content_id": ready.content_id,
@@ -103,8 +107,7 @@ async def audio(request: Request):
     if not CONTENT_ID.fullmatch(content_id):
         raise errors.InvalidArgument("not a content id")
     downloader = state.clients(request).downloader
-    first = [chunk async for chunk in downloader.iter_audio(content_id, canonical=True, length=2)]
-    pcm_bytes = first[0].total_size if first else 0
+    pcm_bytes = await downloader.canonical_size(content_id)
     total = WAV_HEADER_BYTES + pcm_bytes
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=86400"}  # content-addressed: never changes
     try:

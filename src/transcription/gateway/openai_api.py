@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, PlainTextResponse
 
 from transcription import errors
 from transcription.gateway import exports, state
+from transcription.gateway.jobs import segment_json
+from transcription.gateway.media import upload_too_large
 from transcription.v1 import asr_pb2
 
 OPENAI_DEFAULT_MODELS = {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"}
@@ -50,14 +52,14 @@ async def _transcribe(request: Request, task: str):
     limit = state.settings(request).gateway_max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:  # the file plus its form fields
-        raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+        raise upload_too_large(limit)
     state.limit_rate(request)
     async with request.form(max_files=1, max_fields=32) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise errors.InvalidArgument("a multipart field 'file' with the audio is required")
         if upload.size is not None and upload.size > limit:
-            raise errors.PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit")
+            raise upload_too_large(limit)
         response_format = str(form.get("response_format") or "json")
         granularities = [str(g) for g in form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")]
         if unknown := set(granularities) - {"segment", "word"}:
@@ -99,13 +101,7 @@ async def _collect(request: Request, content_id: str, options: asr_pb2.Transcrib
             transcript.language = event.started.language
             transcript.duration = event.started.duration_seconds
         elif kind == "segment":
-            seg = event.segment
-            segment = {"id": seg.index, "start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text, "speaker": None}
-            if seg.words:
-                segment["words"] = [
-                    {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": w.probability} for w in seg.words
-                ]
-            transcript.segments.append(segment)
+            transcript.segments.append(segment_json(event.segment))
         elif kind == "completed":
             transcript.duration = transcript.duration or event.completed.audio_seconds
     return transcript
