@@ -8,7 +8,7 @@ export DATA_DIR ?= $(CURDIR)/data
 # apt-get needs root: plain as root, through sudo otherwise.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install models chromium protos bench gpu-check lint clean
+.PHONY: run test install models chromium protos bench soak gpu-check lint clean
 
 run: install models ## start the four services and print the UI's URL
 	$(VENV)/bin/transcription-run
@@ -50,6 +50,9 @@ protos: install ## regenerate src/transcription/v1 from protos/
 
 bench: install models ## run the benchmarks and rewrite bench/RESULTS.md
 	$(PY) bench/run.py
+
+soak: install models ## load and soak at full size (bench/load.py): 50 sessions at once, then 200 jobs in a row
+	$(PY) bench/load.py --sessions 50 --jobs 200
 
 gpu-check: install models ## the ASR and diarizer benchmarks on CUDA, into bench/RESULTS-gpu.md (needs an NVIDIA GPU)
 	cd bench && ../$(PY) gpu_check.py

@@ -44,6 +44,7 @@ import asr  # noqa: E402  (bench/ is on sys.path: this script runs from it)
 import assign  # noqa: E402
 import der  # noqa: E402
 import downloader  # noqa: E402
+import load  # noqa: E402
 import numpy as np  # noqa: E402
 import scale  # noqa: E402
 import websockets  # noqa: E402
@@ -124,6 +125,7 @@ def inprocess_run(model, path: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--soak-jobs", type=int, default=50, help="jobs in the soak of bench/load.py (make soak: 200)")
     args = parser.parse_args()
 
     from faster_whisper import WhisperModel
@@ -234,6 +236,11 @@ def main() -> None:
         "Scale-out (`bench/scale.py`): ASR replicas pinned to cores of their own, behind one gateway.",
         "",
         *scale.markdown(scale.measure()),
+        "",
+        "Load and soak (`bench/load.py`; `make soak` runs the soak with 200 jobs): one gateway, every service's memory and "
+        "open descriptors measured from /proc.",
+        "",
+        *load.markdown(load.measure(jobs=args.soak_jobs)),
         "",
         "Speaker assignment (`bench/assign.py`), a synthetic hour: 10,000 words against 2,000 turns, same answers:",
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import av
+import grpc
 import jiwer
 import numpy as np
 import pytest
@@ -49,7 +51,6 @@ def console_command(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-HF_TOKEN_SENTINEL = "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0123"
 SAMPLE_WAV = TESTDATA / "pyannote-sample" / "sample.wav"
 SAMPLE_STM = TESTDATA / "pyannote-sample" / "sample.stm"
 JFK_FLAC = TESTDATA / "jfk" / "jfk.flac"
@@ -235,6 +236,56 @@ def fresh_copy(media: MediaServer, source: Path, name: str, seed: int) -> str:
     return media.url(name)
 
 
+def call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """One HTTP request with full control of the headers (Host included); (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def outside(media):
+    """A media server on 127.0.0.2: the only place `guarded_downloader` may fetch from (the "outside world")."""
+    server = _MediaHTTPServer(("127.0.0.2", 0), partial(_Handler, directory=str(media.directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+class Address(str):
+    """A service's host:port, with the data directory it writes to."""
+
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def guarded_downloader(tmp_path_factory):
+    """A downloader that may fetch only from 127.0.0.2 (`outside`): loopback is "inside" to it."""
+    port = free_port()
+    address = Address(f"127.0.0.1:{port}")
+    address.data_dir = tmp_path_factory.mktemp("guarded")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(NETGUARD),
+        "DATA_DIR": str(address.data_dir),
+        "DOWNLOADER_PORT": str(port),
+        "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.2/32",
+    }
+    process = subprocess.Popen([console_command("transcription-downloader")], env=env)
+    grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=60)
+    yield address
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def outside_url(server, path: str) -> str:
+    return f"http://127.0.0.2:{server.server_address[1]}/{path}"
+
+
 # -- the system under test ---------------------------------------------------------
 
 
@@ -298,8 +349,6 @@ def system(tmp_path_factory):
             "HF_HUB_OFFLINE": "1",
             # an allow-listed hub name takes the token route to the hub (which fails here)
             "ASR_MODEL_ALLOWLIST": "org/no-such-model",
-            # a made-up token that must never show up in a log or a response (test_secrets.py)
-            "HF_TOKEN": HF_TOKEN_SENTINEL,
             # many tests start jobs from 127.0.0.1 within a minute; the limit is tested on a gateway of its own
             "GATEWAY_RATE_LIMIT_PER_MINUTE": "0",
             **{f"{name.upper()}_METRICS_PORT": str(port) for name, port in metrics_ports.items()},
@@ -308,15 +357,24 @@ def system(tmp_path_factory):
     )
     group.data_dir = data
     group.metrics_ports = metrics_ports
+    yield from running(group)
+
+
+def running(group: ServiceGroup):
+    """Start ``group`` (logs in ``group.data_dir / "logs"``), yield it, stop it: for fixtures, as ``yield from running(group)``.
+
+    The logs' tails are printed when the start fails, and those with a traceback at the end.
+    """
+    logs = group.data_dir / "logs"
     try:
         group.start(timeout=300)
     except Exception:
-        for log in sorted((data / "logs").glob("*.log")):
+        for log in sorted(logs.glob("*.log")):
             print(f"----- {log.name}\n{log.read_text()[-5000:]}")
         raise
     yield group
     group.stop()
-    for log in sorted((data / "logs").glob("*.log")):
+    for log in sorted(logs.glob("*.log")):
         text = log.read_text()
         if "Traceback" in text:
             print(f"----- {log.name} (has a traceback)\n{text[-5000:]}")
@@ -325,22 +383,31 @@ def system(tmp_path_factory):
 @dataclass
 class Received:
     messages: list[dict]
+    arrived: list[float] = field(default_factory=list)  # time.monotonic() as each message came (bench/load.py)
+    headers: dict[str, str] = field(default_factory=dict)  # the handshake's response headers
 
     def of(self, kind: str) -> list[dict]:
         return [m for m in self.messages if m["type"] == kind]
 
 
-async def ws_job(system: ServiceGroup | int, request: dict, timeout: float = 300) -> Received:
-    """Send one request on /ws/transcribe (of the system, or of a gateway on that port) and collect messages up to complete/error."""
+async def ws_job(system: ServiceGroup | int, request: dict, timeout: float = 300, on_message=None, subprotocols=None) -> Received:
+    """Send one request on /ws/transcribe (of the system, or of a gateway on that port) and collect messages up to complete/error.
+
+    ``on_message(message)``, when given, sees each message as it arrives (to inject a fault mid-job).
+    """
     port = system if isinstance(system, int) else system.ports.gateway
     uri = f"ws://127.0.0.1:{port}/ws/transcribe"
     received = Received([])
-    async with websockets.connect(uri, max_size=None) as ws:
+    async with websockets.connect(uri, max_size=None, subprotocols=subprotocols) as ws:
+        received.headers = dict(ws.response.headers)
         await ws.send(json.dumps(request))
         async with asyncio.timeout(timeout):
             while True:
                 message = json.loads(await ws.recv())
                 received.messages.append(message)
+                received.arrived.append(time.monotonic())
+                if on_message is not None:
+                    on_message(message)
                 if message["type"] in ("complete", "error"):
                     return received
 

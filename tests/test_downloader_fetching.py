@@ -321,6 +321,8 @@ async def test_url_cache_is_keyed_by_method(tmp_path, origin):
 async def test_downloads_beyond_the_queue_are_refused(tmp_path, origin):
     f = make_fetcher(tmp_path, downloader_max_concurrent=1, downloader_max_queued=1)
     running = asyncio.ensure_future(fetch(f, origin.url("/slow/first.wav")))
+    while not origin.requests("/slow/first.wav"):  # the first holds the slot before the second asks
+        await asyncio.sleep(0.01)
     queued = asyncio.ensure_future(fetch(f, origin.url("/slow/second.wav")))
     await asyncio.sleep(0.3)
     with pytest.raises(ResourceExhausted, match="at capacity"):

@@ -31,3 +31,16 @@ def test_a_cut_in_real_speech_lands_where_it_is_quiet():
     around = speech[int((cut - 0.015) * 16_000) : int((cut + 0.015) * 16_000)]
     loudness = np.sqrt(np.mean(window**2))
     assert np.sqrt(np.mean(around**2)) < 0.05 * loudness, "the cut is in a pause, not through a word"
+
+
+def test_a_piece_keeps_its_segments_inside_it():
+    """What the ASR hallucinates past the end of a piece is dropped; times are held inside the piece, in file time."""
+    from transcription.asr.engine import Segment, Word, shifted
+
+    inside = Segment(
+        index=0, start=1.0, end=12.5, text="a", avg_logprob=0, no_speech_prob=0, compression_ratio=1, words=[Word(11.0, 12.5, "a", 1)]
+    )
+    moved = shifted(inside, 40.0, 10.0)
+    assert (moved.start, moved.end, moved.words[0].start, moved.words[0].end) == (41.0, 50.0, 50.0, 50.0)
+    past_the_end = Segment(index=1, start=10.0, end=11.0, text="Hello.", avg_logprob=0, no_speech_prob=0, compression_ratio=1)
+    assert shifted(past_the_end, 40.0, 10.0) is None

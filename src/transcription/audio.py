@@ -54,6 +54,8 @@ def probe(source: bytes | str | PathLike) -> Probe:
 
 
 CANONICAL_BYTES_PER_SECOND = SAMPLE_RATE * 2  # 16 kHz mono s16le
+# Inline audio (in the request message) is for short clips; longer files go through the store.
+INLINE_MAX_SECONDS = 3600.0
 
 
 def _s16_mono_blocks(container, sample_rate: int) -> Iterator[np.ndarray]:
@@ -72,10 +74,23 @@ def _s16_mono_blocks(container, sample_rate: int) -> Iterator[np.ndarray]:
         raise InvalidArgument(f"the audio could not be decoded ({exc.__class__.__name__})") from exc
 
 
-def decode(source: bytes | str | PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode the first audio stream to mono float32 at ``sample_rate`` (inline audio; stored audio is read canonical)."""
+def decode(source: bytes | str | PathLike, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate`` (inline audio; stored audio is read canonical).
+
+    With ``max_seconds``, a file that decodes to more is refused as soon as it
+    passes the limit: a 60 kB FLAC can hold hours of samples.
+    """
+    limit = int(max_seconds * sample_rate) if max_seconds else None
+    pieces, total = [], 0
     with _open(source) as container:
-        pieces = list(_s16_mono_blocks(container, sample_rate))
+        for block in _s16_mono_blocks(container, sample_rate):
+            total += block.size
+            if limit is not None and total > limit:
+                raise InvalidArgument(
+                    f"inline audio is longer than the {format_duration(max_seconds)} limit; store it with the downloader's Upload "
+                    "and send its content id"
+                )
+            pieces.append(block)
     if not pieces:
         raise InvalidArgument("the file holds no audio samples")
     return np.concatenate(pieces).astype(np.float32) / 32768.0
@@ -120,7 +135,7 @@ async def resolve_samples(ref, downloader, start_seconds: float = 0.0, end_secon
     if ref.WhichOneof("source") == "inline_audio":
         if not ref.inline_audio:
             raise InvalidArgument("inline audio is empty")
-        return await asyncio.to_thread(decode, ref.inline_audio)
+        return await asyncio.to_thread(decode, ref.inline_audio, SAMPLE_RATE, INLINE_MAX_SECONDS)
     if not ref.content_id:
         raise InvalidArgument("no audio given: set audio.content_id or audio.inline_audio")
     samples: np.ndarray | None = None

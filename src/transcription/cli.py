@@ -19,6 +19,7 @@ from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.settings import CommonSettings
 from transcription.speakers import SpeakerTimeline
+from transcription.tls import TlsConfigError, client_tls
 from transcription.v1 import asr_pb2, diarizer_pb2
 
 
@@ -54,10 +55,11 @@ async def audio_source(target: str, downloader: DownloaderClient) -> str | bytes
 
 async def transcribe(args: argparse.Namespace) -> int:
     settings = CommonSettings()
+    tls = client_tls(settings)
     async with (
-        DownloaderClient(args.downloader or settings.downloader_addr) as downloader,
-        AsrClient(args.asr or settings.asr_addr) as asr,
-        DiarizerClient(args.diarizer or settings.diarizer_addr) as diarizer,
+        DownloaderClient(args.downloader or settings.downloader_addr, tls=tls) as downloader,
+        AsrClient(args.asr or settings.asr_addr, tls=tls) as asr,
+        DiarizerClient(args.diarizer or settings.diarizer_addr, tls=tls) as diarizer,
     ):
         audio = await audio_source(args.target, downloader)
         options = asr_pb2.TranscribeOptions(model=args.model or "", language=args.language or "", beam_size=args.beam_size)
@@ -106,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except errors.ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except TlsConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

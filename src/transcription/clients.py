@@ -8,17 +8,21 @@ subclasses carrying the server's message.
     async with DownloaderClient("127.0.0.1:50051") as downloader:
         async for event in downloader.fetch("https://example.org/talk.mp3"):
             ...
+
+Against services that listen with TLS, pass ``tls=transcription.tls.client_tls(settings)``.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from transcription import errors
+from transcription.tls import ClientTls
 from transcription.v1 import (
     asr_pb2,
     asr_pb2_grpc,
@@ -32,12 +36,21 @@ from transcription.v1 import (
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 UPLOAD_CHUNK = 1024 * 1024
 
+log = logging.getLogger(__name__)
+
 
 def _translate(exc: grpc.aio.AioRpcError, service: str) -> errors.ServiceError:
     code = exc.code()
     message = exc.details() or code.name
     if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in message.lower():
         return errors.ServiceUnreachable(f"the {service} service is unavailable")
+    if code == grpc.StatusCode.UNAVAILABLE and "handshake failed" in message.lower():
+        # Certificates that do not fit (GRPC_TLS_*): the operator needs gRPC's reason, the caller only that it failed.
+        log.warning("TLS handshake with the %s service failed: %s", service, message)
+        return errors.ServiceUnreachable(f"the {service} service is unavailable (TLS handshake failed)")
+    if code == grpc.StatusCode.UNAVAILABLE and errors.SENT_BY_SERVICE not in dict(exc.trailing_metadata() or ()):
+        # gRPC's own status, not the service's answer: the connection broke mid-call (the service died) or never came up
+        return errors.Unavailable(f"the connection to the {service} service failed ({message})")
     return errors.from_status(code.name, message)
 
 
@@ -107,21 +120,23 @@ class _Client:
     service_name = ""
     grpc_service = ""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: ClientTls | None = None):
+        """``tls``: `transcription.tls.client_tls(settings)`; None connects in plain text."""
         self.address = address
-        self.channel = grpc.aio.insecure_channel(
-            grpc_target(address),
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.keepalive_time_ms", 30_000),
-                # every address behind the target gets calls in turn (one address: no difference)
-                ("grpc.lb_policy_name", "round_robin"),
-                # a replica that comes back is reconnected to within seconds, not minutes
-                ("grpc.initial_reconnect_backoff_ms", 500),
-                ("grpc.max_reconnect_backoff_ms", 5_000),
-            ],
-        )
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.keepalive_time_ms", 30_000),
+            # every address behind the target gets calls in turn (one address: no difference)
+            ("grpc.lb_policy_name", "round_robin"),
+            # a replica that comes back is reconnected to within seconds, not minutes
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5_000),
+        ]
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(grpc_target(address), options=options)
+        else:
+            self.channel = grpc.aio.secure_channel(grpc_target(address), tls.credentials, options=options + tls.channel_options())
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     async def health(self, timeout: float = 2.0) -> str:

@@ -7,6 +7,10 @@ deep in the downloader reaches the browser unchanged.
 
 from __future__ import annotations
 
+# Trailing-metadata key set on every error status a service sends (grpc_server.py): an
+# UNAVAILABLE without it comes from the caller's own gRPC library, so the connection failed.
+SENT_BY_SERVICE = "transcription-error"
+
 
 class ServiceError(Exception):
     """Base class: an expected failure with a message fit for the end user."""

@@ -1,7 +1,8 @@
 """The bootstrap every gRPC service shares.
 
 `grpc.aio` server with the standard health service (per-service status),
-server reflection (so ``grpcurl -plaintext HOST:PORT list`` works), error
+server reflection (so ``grpcurl -plaintext HOST:PORT list`` works), optional
+TLS or mutual TLS (`transcription.tls`; then ``grpcurl -cacert CA.pem ...``), error
 mapping from `transcription.errors` to status codes, and graceful shutdown:
 on SIGTERM or SIGINT health turns NOT_SERVING, no new calls are accepted, and
 in-flight streams get ``grace`` seconds before they are cancelled.
@@ -21,8 +22,8 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from transcription import metrics
-from transcription.errors import ServiceError
+from transcription import metrics, tls
+from transcription.errors import SENT_BY_SERVICE, ServiceError
 from transcription.log import configure as configure_logging
 from transcription.settings import CommonSettings
 
@@ -36,11 +37,12 @@ def _status_for(exc: ServiceError) -> grpc.StatusCode:
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException):
+    marked = ((SENT_BY_SERVICE, "1"),)  # this status is the service's answer, not a broken connection (clients.py)
     if isinstance(exc, ServiceError):
-        await context.abort(_status_for(exc), exc.message)
+        await context.abort(_status_for(exc), exc.message, marked)
     # Anything else is a bug: log the trace here, send the client no internals.
     log.exception("unexpected error", exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log", marked)
 
 
 def rpc(method):
@@ -112,7 +114,15 @@ def run_service(
     ``service`` its descriptor; ``on_started(servicer)`` runs once the port is
     open and before health turns SERVING (model preloading).
     """
-    configure_logging(name, settings.log_level)
+    configure_logging(name, settings.log_level, secrets_from=settings)
+    try:
+        # before anything listens: a TLS misconfiguration stops the start, never falls back to plain text
+        credentials = tls.server_credentials(settings)
+        tls.client_tls(settings)
+    except tls.TlsConfigError as error:
+        log.error("%s cannot start: %s", name, error)
+        raise SystemExit(2) from None
+    log.info("%s: gRPC with %s", name, tls.describe(settings))
     metrics.serve_metrics(getattr(settings, f"{name}_metrics_port", 0))
 
     async def main() -> None:
@@ -127,6 +137,7 @@ def run_service(
             max_message_bytes=settings.grpc_max_message_bytes,
             max_connection_age=settings.grpc_max_connection_age_seconds,
             on_started=(lambda: on_started(servicer)) if on_started else None,
+            credentials=credentials,
         )
 
     asyncio.run(main())
@@ -143,11 +154,13 @@ async def serve(
     max_message_bytes: int,
     max_connection_age: float = 0.0,
     on_started: Callable[[], Awaitable[None]] | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT.
 
     ``register`` adds the servicers; ``service_names`` are their full names
-    (``transcription.v1.Asr``) for health and reflection.
+    (``transcription.v1.Asr``) for health and reflection. With ``credentials``
+    (`transcription.tls.server_credentials`) the port speaks TLS only.
     """
     server = grpc.aio.server(options=server_options(max_message_bytes, max_connection_age), interceptors=[metrics.MetricsInterceptor(name)])
     register(server)
@@ -160,7 +173,8 @@ async def serve(
     )
 
     address = f"{host}:{port}"
-    if server.add_insecure_port(address) == 0:
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if bound == 0:
         raise RuntimeError(f"{name}: cannot listen on {address}")
     await server.start()
 

@@ -27,7 +27,9 @@ from transcription.settings import (
     DEFAULT_DIARIZER_PORT,
     DEFAULT_DOWNLOADER_PORT,
     DEFAULT_GATEWAY_PORT,
+    CommonSettings,
 )
+from transcription.tls import ClientTls, TlsConfigError, client_tls
 
 
 @dataclass
@@ -56,6 +58,7 @@ class ServiceGroup:
     log_dir: Path | None = None  # None: children write to this process's stderr
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _logs: list = field(default_factory=list, repr=False)  # open log files, closed by stop()
+    _tls: ClientTls | None = field(default=None, repr=False)  # how the health probe connects
 
     def service_env(self) -> dict[str, str]:
         p = self.ports
@@ -78,26 +81,38 @@ class ServiceGroup:
 
     def start(self, timeout: float = 180.0) -> None:
         env = self.service_env()
+        # The health probe connects as the services' own clients do; a TLS misconfiguration stops here, before any start.
+        self._tls = client_tls(_grpc_tls_settings(env))
         for name in ("downloader", "asr", "diarizer", "gateway"):
-            out = None
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                out = (self.log_dir / f"{name}.log").open("ab")
-                self._logs.append(out)
-            # A session of its own: Ctrl-C in a terminal reaches only this
-            # process, which then stops the services in order with SIGTERM.
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"transcription.{name}"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-                start_new_session=True,
-            )
+            self._spawn(name, env)
         try:
             self.wait_until_serving(timeout)
         except BaseException:
             self.stop()
             raise
+
+    def restart(self, name: str, timeout: float = 180.0) -> None:
+        """Start one service again (one that died or was killed) on its port, and wait until all are SERVING."""
+        if self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self._spawn(name, self.service_env())
+        self.wait_until_serving(timeout)
+
+    def _spawn(self, name: str, env: dict[str, str]) -> None:
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = (self.log_dir / f"{name}.log").open("ab")
+            self._logs.append(out)
+        # A session of its own: Ctrl-C in a terminal reaches only this
+        # process, which then stops the services in order with SIGTERM.
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"transcription.{name}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
 
     def wait_until_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -112,7 +127,7 @@ class ServiceGroup:
                 code = self.processes[name].poll()
                 if code is not None:
                     raise RuntimeError(f"{name} exited with code {code} during start-up")
-                ready = _grpc_serving(self.host, port, target) if kind == "grpc" else _http_ok(self.host, port, target)
+                ready = _grpc_serving(self.host, port, target, self._tls) if kind == "grpc" else _http_ok(self.host, port, target)
                 if ready:
                     print(f"  {name:<10} SERVING on {self.host}:{port}", flush=True)
                     del pending[name]
@@ -141,8 +156,19 @@ class ServiceGroup:
         return f"http://{self.host}:{self.ports.gateway}/"
 
 
-def _grpc_serving(host: str, port: int, service: str) -> bool:
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+def _grpc_tls_settings(env: dict[str, str]) -> CommonSettings:
+    """The ``GRPC_TLS_*`` settings of the environment the services are started with (not this process's)."""
+    return CommonSettings(**{key.lower(): value for key, value in env.items() if key.lower().startswith("grpc_tls_")})
+
+
+def _grpc_channel(target: str, tls: ClientTls | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, tls.credentials, options=tls.channel_options())
+
+
+def _grpc_serving(host: str, port: int, service: str, tls: ClientTls | None = None) -> bool:
+    with _grpc_channel(f"{host}:{port}", tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
         except grpc.RpcError:
@@ -180,7 +206,7 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C while the models load: start() has stopped them
         print("Stopped.", flush=True)
         return
-    except (RuntimeError, TimeoutError) as error:
+    except (RuntimeError, TimeoutError, TlsConfigError) as error:
         sys.exit(f"start-up failed: {error}")
     print(f"\nReady: open {group.url}  (Ctrl-C stops everything)\n", flush=True)
     stop = False

@@ -41,6 +41,9 @@ FIRST_SEGMENT = Histogram(
 SEGMENTS = Counter("transcription_asr_segments", "Segments transcribed", ["backend"])
 JOBS = Counter("transcription_gateway_jobs", "WebSocket jobs, by outcome", ["outcome"])
 SESSIONS = Gauge("transcription_gateway_websocket_sessions", "Open /ws/transcribe connections")
+# Read at scrape time (the gateway's /metrics): after a job they return to where they were, or something leaked.
+GATEWAY_TASKS = Gauge("transcription_gateway_tasks", "asyncio tasks alive in the gateway's event loop")
+GATEWAY_THREADS = Gauge("transcription_gateway_threads", "Threads alive in the gateway process")
 
 
 def serve_metrics(port: int) -> None:

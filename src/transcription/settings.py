@@ -31,6 +31,23 @@ class CommonSettings(BaseSettings):
     # balancing over DNS re-resolve and reach replicas added since.
     grpc_max_connection_age_seconds: float = 0.0
 
+    # TLS on the gRPC links (transcription.tls; all unset = plain text). Paths to
+    # PEM files, e.g. a mounted Kubernetes Secret. This server's certificate
+    # chain and key: with both set it listens with TLS only.
+    grpc_tls_cert: str = ""
+    grpc_tls_key: str = ""
+    # CA bundle clients verify servers with (unset: the system's roots); with
+    # GRPC_TLS_CLIENT_AUTH also the CA a server requires client certificates from.
+    grpc_tls_ca: str = ""
+    # Servers require and verify a client certificate (mutual TLS).
+    grpc_tls_client_auth: bool = False
+    # The certificate chain and key this process presents as a client.
+    grpc_tls_client_cert: str = ""
+    grpc_tls_client_key: str = ""
+    # Name checked against servers' certificates instead of the host in *_ADDR
+    # (needed for several comma-separated IP addresses).
+    grpc_tls_server_name: str = ""
+
     downloader_addr: str = f"127.0.0.1:{DEFAULT_DOWNLOADER_PORT}"
     asr_addr: str = f"127.0.0.1:{DEFAULT_ASR_PORT}"
     diarizer_addr: str = f"127.0.0.1:{DEFAULT_DIARIZER_PORT}"

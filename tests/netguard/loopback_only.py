@@ -33,10 +33,22 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _is_legacy_ipv4(name: str) -> bool:
+    try:
+        socket.inet_aton(name)
+    except OSError:
+        return False
+    return True
+
+
 def _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     name = host.decode() if isinstance(host, bytes) else host
     if name is None or _is_ip(name):
         return _real_getaddrinfo(host, port, family, type, proto, flags)
+    if _is_legacy_ipv4(name):
+        # "2130706433", "0x7f000001", "0177.0.0.1", "127.1": the C library reads these as IPv4
+        # addresses without any DNS query, so the guards under test must meet them as such.
+        return _real_getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
     name = name.rstrip(".").lower()
     if name == "localhost" or name.endswith(".test"):
         return _real_getaddrinfo("127.0.0.1", port, socket.AF_INET, type, proto, flags)

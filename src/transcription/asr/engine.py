@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import ctranslate2
 import numpy as np
 
 from transcription.audio import SAMPLE_RATE
@@ -96,14 +97,23 @@ class Completed:
 Event = Started | Progress | Segment | Completed
 
 
-def shifted(event: Event, offset: float) -> Event:
-    """``event`` with its times moved by ``offset`` seconds: a piece of a file decoded on its own, in file time."""
-    if not offset:
+def shifted(event: Event, offset: float, length: float) -> Event | None:
+    """``event`` in file time: a piece ``length`` seconds long, decoded on its own from ``offset`` on.
+
+    Times are held inside the piece, and a segment that starts at or after its
+    end is dropped (None): Whisper hallucinates past the end of its audio ("Hello."
+    again and again at a cut), which would otherwise land in the next piece's time.
+    """
+    if not isinstance(event, Segment):
         return event
-    if isinstance(event, Segment):
-        words = [Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word, w.probability) for w in event.words]
-        return replace(event, start=round(event.start + offset, 3), end=round(event.end + offset, 3), words=words)
-    return event
+    if event.start >= length:
+        return None
+
+    def at(t: float) -> float:
+        return round(min(max(t, 0.0), length) + offset, 3)
+
+    words = [Word(at(w.start), at(w.end), w.word, w.probability) for w in event.words]
+    return replace(event, start=at(event.start), end=at(event.end), words=words)
 
 
 def transcribe(model, audio: np.ndarray, options: Options, emit: Callable[[Event], None]) -> None:
@@ -128,6 +138,9 @@ def transcribe(model, audio: np.ndarray, options: Options, emit: Callable[[Event
     }
     if options.temperatures:
         common["temperature"] = list(options.temperatures)
+    # The temperature fallback samples: a fixed seed makes the same audio decode to the same
+    # text every time (on CPU, where one decode runs at a time), like the transcript cache does.
+    ctranslate2.set_random_seed(0)
     if options.batch_size > 0:
         # Speech chunks (VAD always on here) decoded batch_size at a time: far higher throughput
         # on a GPU; segments come out as each batch completes, so the first arrives later.

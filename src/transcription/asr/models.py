@@ -171,7 +171,7 @@ class ModelCatalog:
                 return entry
         choices = ", ".join(entry.name for entry in entries)
         hint = "" if self.offline else "; hub models must be listed in ASR_MODEL_ALLOWLIST"
-        raise InvalidArgument(f"model '{name}' is not available (choose one of: {choices}{hint})")
+        raise InvalidArgument(f"model '{name[:100]}' is not available (choose one of: {choices}{hint})")
 
 
 class WhisperLoader:

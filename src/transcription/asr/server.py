@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+
+from faster_whisper.tokenizer import _LANGUAGE_CODES
 
 from transcription import audio, devices, metrics
 from transcription.asr import deepgram_engine, engine, openai_engine
@@ -23,11 +27,16 @@ from transcription.clients import DownloaderClient, resolve_audio
 from transcription.errors import FailedPrecondition, InvalidArgument
 from transcription.grpc_server import rpc, run_service
 from transcription.threads import Admission, stream_from_thread
+from transcription.tls import client_tls
 from transcription.v1 import asr_pb2, asr_pb2_grpc, common_pb2
 
 logger = logging.getLogger(__name__)
 
 MAX_BEAM_SIZE = 20
+# Whisper's 100 language codes (faster-whisper and openai-whisper share them), checked
+# before any audio moves; Deepgram takes BCP-47 tags ("en-US") and "multi".
+WHISPER_LANGUAGES = frozenset(_LANGUAGE_CODES)
+LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*|multi")
 MAX_BATCH_SIZE = 64
 
 
@@ -90,6 +99,8 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
         o = request.options
         language = o.language.strip().lower()
         language = None if language in ("", "auto") else language
+        if language and not (LANGUAGE_TAG.fullmatch(language) if o.backend == asr_pb2.BACKEND_DEEPGRAM else language in WHISPER_LANGUAGES):
+            raise InvalidArgument(f"unknown language '{language[:40]}': use a code such as en, he or de, or leave it empty to detect it")
         if o.backend == asr_pb2.BACKEND_DEEPGRAM:
             if self.settings.deepgram_api_key is None:
                 raise FailedPrecondition("the deepgram backend needs DEEPGRAM_API_KEY set on the ASR service")
@@ -165,7 +176,10 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
                 if local:
                     pcm = await audio.resolve_samples(request.audio, self.downloader, start, end)  # canonical: no decoding here
                     run = openai_engine.transcribe if options.engine == OPENAI_WHISPER else engine.transcribe
-                    stream = stream_from_thread(lambda emit: run(model, pcm, options, lambda event: emit(engine.shifted(event, start))))
+                    length = pcm.size / audio.SAMPLE_RATE
+                    stream = stream_from_thread(
+                        lambda emit: run(model, pcm, options, functools.partial(_emit_shifted, emit, start, length))
+                    )
                 else:  # Deepgram gets the original file: smaller on the wire than PCM
                     stream = self._deepgram(await resolve_audio(request.audio, self.downloader), options)
                 began, backend_name, segments_seen = time.monotonic(), asr_pb2.Backend.Name(backend), 0
@@ -267,6 +281,12 @@ async def _no_model() -> AsyncIterator[None]:
     yield None
 
 
+def _emit_shifted(emit, offset: float, length: float, event: engine.Event) -> None:
+    """Pass ``event`` on in file time; a segment hallucinated past the audio's end is dropped."""
+    if (moved := engine.shifted(event, offset, length)) is not None:
+        emit(moved)
+
+
 def build(settings: AsrSettings) -> AsrServicer:
     device = devices.pick_device(settings.asr_device)
     compute_type = settings.asr_compute_type
@@ -285,7 +305,7 @@ def build(settings: AsrSettings) -> AsrServicer:
     )
     models = ModelManager(loader, loader.unload, idle_ttl=settings.asr_model_idle_ttl_seconds, max_loaded=settings.asr_max_loaded_models)
     cache = TranscriptCache(settings.subdir("transcripts"), max_bytes=settings.asr_cache_max_bytes)
-    downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
+    downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes, tls=client_tls(settings))
     servicer = AsrServicer(settings, catalog, models, cache, downloader, device=device, compute_type=compute_type)
     metrics.track_admission("asr", servicer.admission)
     return servicer

@@ -16,7 +16,10 @@ from transcription.grpc_server import rpc, run_service
 from transcription.jsoncache import JsonCache
 from transcription.speakers import Turn
 from transcription.threads import Admission, stream_from_thread
+from transcription.tls import client_tls
 from transcription.v1 import common_pb2, diarizer_pb2, diarizer_pb2_grpc
+
+MAX_SPEAKERS = 100  # as the gateway's: far above any meeting, refused before any audio is read
 
 
 class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
@@ -42,8 +45,12 @@ class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):
     @rpc
     async def Diarize(self, request: diarizer_pb2.DiarizeRequest, context):
         o = request.options
+        if max(o.num_speakers, o.min_speakers, o.max_speakers) > MAX_SPEAKERS:
+            raise InvalidArgument(f"speaker counts must be at most {MAX_SPEAKERS}")
         if o.min_speakers and o.max_speakers and o.min_speakers > o.max_speakers:
             raise InvalidArgument("min_speakers cannot be larger than max_speakers")
+        if o.num_speakers and not (o.min_speakers or 0) <= o.num_speakers <= (o.max_speakers or MAX_SPEAKERS):
+            raise InvalidArgument("num_speakers must lie between min_speakers and max_speakers")
         use_cache = not request.skip_cache
         content_id = request.audio.content_id
         if content_id and use_cache and (cached := await self._cached(content_id, o)):  # no audio, no slot needed
@@ -132,7 +139,7 @@ def build(settings: DiarizerSettings) -> DiarizerServicer:
         num_threads=settings.diarizer_threads,
         hf_token=settings.hf_token.get_secret_value() if settings.hf_token else None,
     )
-    downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes)
+    downloader = DownloaderClient(settings.downloader_addr, max_message_bytes=settings.grpc_max_message_bytes, tls=client_tls(settings))
     servicer = DiarizerServicer(
         settings, engine, downloader, JsonCache(settings.subdir("diarizations"), max_bytes=settings.diarizer_cache_max_bytes)
     )

@@ -32,7 +32,7 @@ from transcription.downloader.events import CacheHit, FetchEvent, Metadata, Prog
 from transcription.downloader.http import SNIFF_BYTES, HttpDownload, HttpLimits, PageNotMedia, refusal, sniff
 from transcription.downloader.netguard import AddressPolicy
 from transcription.downloader.singleflight import SingleFlight
-from transcription.downloader.store import AudioStore, StoredAudio, UrlRecord, url_key
+from transcription.downloader.store import AudioStore, StoredAudio, UrlRecord, room_to_write, url_key
 from transcription.errors import InvalidArgument, ServiceError, Unavailable
 from transcription.files import sha256_file
 from transcription.threads import Admission
@@ -138,6 +138,10 @@ class Fetcher:
 
     async def upload(self, blocks: AsyncIterator[bytes]) -> StoredAudio:
         """Store a file sent by a client: size-limited, sniffed, probed and decoded like a download."""
+        with room_to_write():
+            return await self._upload(blocks)
+
+    async def _upload(self, blocks: AsyncIterator[bytes]) -> StoredAudio:
         async with self.admission.reserve(), self.admission.slot():
             tmp = self.store.new_tmp_file()
             try:
@@ -184,6 +188,12 @@ class Fetcher:
     # -- one download, shared by every caller --------------------------------
 
     async def _download(self, url: str, method: int, key: str) -> AsyncIterator[FetchEvent]:
+        with room_to_write():
+            async with contextlib.aclosing(self._download_admitted(url, method, key)) as events:
+                async for event in events:
+                    yield event
+
+    async def _download_admitted(self, url: str, method: int, key: str) -> AsyncIterator[FetchEvent]:
         async with self.admission.reserve(), self.admission.slot():
             log.info("fetching %s (%s)", urls.redact(url), METHOD_NAMES[method])
             use_ytdlp = method == downloader_pb2.FETCH_METHOD_YTDLP or (
@@ -221,6 +231,12 @@ class Fetcher:
         try:
             probe = await self._work(audio.probe, original)
         except ServiceError as exc:
+            # say what it is when the bytes tell (yt-dlp may have fetched a page as a "direct" file)
+            head = await self._work(_head, original)
+            if not head:
+                raise InvalidArgument("the file is empty (0 bytes)") from exc
+            if what := sniff("", head):
+                raise InvalidArgument(f"the file is {what}, not audio or video") from exc
             raise InvalidArgument(f"this is not audio or video: {exc.message}") from exc
         if probe.duration_seconds > self.max_duration_seconds:
             raise InvalidArgument(
@@ -327,3 +343,8 @@ class Fetcher:
             if not job.done():
                 await asyncio.wait({job})
             await self._work(shutil.rmtree, work_dir, True)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(SNIFF_BYTES)

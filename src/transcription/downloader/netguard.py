@@ -30,6 +30,9 @@ from aiohttp.resolver import ThreadedResolver
 
 from transcription.errors import InvalidArgument
 
+# Browsers and servers stop at about 8 kB; a longer "URL" is a mistake or an attack.
+MAX_URL_CHARS = 8192
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -144,6 +147,8 @@ class AddressPolicy:
 
     def check_url(self, url: str) -> str:
         """Validate scheme and host syntax; returns the host. Literal IPs are checked here."""
+        if len(url) > MAX_URL_CHARS:
+            raise InvalidArgument(f"the URL is {len(url):,} characters long; at most {MAX_URL_CHARS:,} are accepted")
         try:
             parts = urlsplit(url)
             # the host the HTTP client will actually connect to: yarl normalises
@@ -151,6 +156,8 @@ class AddressPolicy:
             host = yarl.URL(url).host if parts.scheme in ("http", "https") else parts.hostname
         except ValueError as exc:
             raise InvalidArgument(f"not a valid URL: {exc}") from exc
+        except IndexError as exc:  # yarl's reading of some authorities ("http://[::1]@")
+            raise InvalidArgument("not a valid URL: its host part cannot be read") from exc
         if parts.scheme not in ("http", "https"):
             shown = parts.scheme or "none"
             raise InvalidArgument(f"unsupported URL scheme '{shown}': only http and https URLs can be fetched")

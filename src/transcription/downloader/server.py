@@ -65,6 +65,7 @@ class DownloaderServicer(downloader_pb2_grpc.DownloaderServicer):
         check_content_id(request.content_id)
         canonical = request.form == downloader_pb2.AUDIO_FORM_CANONICAL
         chunk_size = min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK)
+        _check_range(request, canonical)  # before the lookup: a bad request is bad whether or not the audio exists
         with self.store.open_audio(request.content_id, canonical=canonical) as f:
             total = await self._read(f.seek, 0, 2)
             start, end = _byte_range(request, total, canonical)
@@ -105,16 +106,19 @@ class DownloaderServicer(downloader_pb2_grpc.DownloaderServicer):
         return common_pb2.CacheClearResponse(**await self._read(self.store.clear))
 
 
-def _byte_range(request: downloader_pb2.ReadAudioRequest, total: int, canonical: bool) -> tuple[int, int]:
-    """[start, end) in bytes of the requested form, from a byte range or (canonical only) a time range."""
-    timed = request.start_seconds or request.end_seconds
-    if timed:
+def _check_range(request: downloader_pb2.ReadAudioRequest, canonical: bool) -> None:
+    if request.start_seconds or request.end_seconds:
         if not canonical:
             raise InvalidArgument("a time range needs form AUDIO_FORM_CANONICAL (the original's bytes do not map to times)")
         if request.offset or request.length:
             raise InvalidArgument("give a byte range or a time range, not both")
         if request.start_seconds < 0 or request.end_seconds < 0 or (request.end_seconds and request.end_seconds < request.start_seconds):
             raise InvalidArgument("the time range must satisfy 0 <= start_seconds <= end_seconds")
+
+
+def _byte_range(request: downloader_pb2.ReadAudioRequest, total: int, canonical: bool) -> tuple[int, int]:
+    """[start, end) in bytes of the requested form, from a byte range or (canonical only) a time range."""
+    if request.start_seconds or request.end_seconds:
         bytes_per_second = audio.CANONICAL_BYTES_PER_SECOND
         start = 2 * round(request.start_seconds * bytes_per_second / 2)
         end = min(total, 2 * round(request.end_seconds * bytes_per_second / 2)) if request.end_seconds else total

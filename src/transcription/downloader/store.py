@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,11 +38,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transcription.errors import InvalidArgument, NotFound
+from transcription.errors import InvalidArgument, NotFound, ResourceExhausted
 from transcription.files import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 CONTENT_ID = re.compile(r"^[0-9a-f]{64}$")
 CANONICAL_SUFFIX = ".pcm"
+# A write refused for want of room: the disk is full, a quota is spent, or a file-size limit is reached.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass
@@ -64,6 +70,22 @@ class UrlRecord:
 def url_key(url: str, method: str) -> str:
     """Cache key of a URL fetched one way: a yt-dlp fetch and a direct one differ in what they store."""
     return hashlib.sha256(f"{method}\n{url}".encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def room_to_write() -> Iterator[None]:
+    """Around writes to the store: running out of room is RESOURCE_EXHAUSTED with a clear message, not an internal error.
+
+    What was being written is removed by its writer (temporary files are
+    unlinked on the way out), so a full store holds only whole entries.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_ROOM:
+            raise
+        log.error("the audio store has no room: %s", exc)
+        raise ResourceExhausted(f"the audio store is full: cannot write the audio ({os.strerror(exc.errno)}); nothing was kept") from exc
 
 
 def check_content_id(content_id: str) -> str:

@@ -16,11 +16,13 @@ import contextlib
 import functools
 import json
 import logging
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import prometheus_client
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -31,13 +33,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from transcription import errors, metrics
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.gateway import media, openai_api, state
-from transcription.gateway.jobs import BACKEND_NAMES, EXPORT_FORMATS, Clients, Fanout, Job, JobRequest
+from transcription.gateway.jobs import BACKEND_NAMES, EXPORT_FORMATS, Clients, Fanout, Job, JobRequest, unknown_fields
 from transcription.gateway.origin import OriginGuard
 from transcription.gateway.security import (
     HostGuard,
     RateLimiter,
     SecurityHeaders,
     TokenGuard,
+    accepted_subprotocol,
     default_allowed_hosts,
     read_json,
     sign_url,
@@ -46,6 +49,7 @@ from transcription.gateway.security import (
 from transcription.gateway.settings import GatewaySettings
 from transcription.gateway.state import Shared, limit_rate
 from transcription.log import configure as configure_logging
+from transcription.tls import TlsConfigError, client_tls
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,15 @@ async def rate_limited(request: Request, exc: errors.ResourceExhausted) -> JSONR
     return response
 
 
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own refusals (unknown path, wrong method) in the same JSON shape as ours."""
+    response = _error_response(request, exc.detail, exc.status_code)
+    response.headers.update(exc.headers or {})
+    return response
+
+
 EXCEPTION_HANDLERS = {
+    HTTPException: http_error,
     errors.PayloadTooLarge: payload_too_large,
     errors.ResourceExhausted: rate_limited,
     errors.ServiceError: service_error,
@@ -160,8 +172,12 @@ async def models(request: Request):
 
 async def video_info(request: Request):
     body = await read_json(request, state.settings(request).gateway_max_message_bytes)
-    url = body.get("url") if isinstance(body, dict) else None
-    if not isinstance(url, str) or not url.strip():
+    if not isinstance(body, dict):
+        raise errors.InvalidArgument('the body must be a JSON object: {"url": ...}')
+    url = body.get("url")
+    if url is not None and not isinstance(url, str):
+        raise errors.InvalidArgument("url must be a string")
+    if not url or not url.strip():
         raise errors.InvalidArgument("URL is required")
     limit_rate(request)
     m = await state.clients(request).downloader.video_info(url)
@@ -222,16 +238,19 @@ async def diarization_cache_clear(request: Request):
 
 
 async def metrics_endpoint(request: Request):
+    metrics.GATEWAY_TASKS.set(len(asyncio.all_tasks()))  # this scrape's own task included
+    metrics.GATEWAY_THREADS.set(threading.active_count())
     return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
 
 async def ws_transcribe(websocket: WebSocket):
     shared, settings = state.shared(websocket), state.settings(websocket)
-    subprotocol = next((p for p in websocket.scope.get("subprotocols", []) if p.startswith("token.")), None)
-    await websocket.accept(subprotocol=subprotocol)  # a browser drops a socket that does not echo its subprotocol
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket.scope))
     if shared.sessions >= settings.gateway_max_sessions:
-        await websocket.send_json({"type": "error", "error": "too many open sessions on this gateway; try again shortly"})
-        await websocket.close(code=1013)  # try again later
+        busy = "too many open sessions on this gateway; try again shortly"
+        await websocket.send_json({"type": "error", "error": busy})
+        # 1013: try again later. The reason too: a client whose request crossed this close sees only the close frame.
+        await websocket.close(code=1013, reason=busy)
         return
     shared.sessions += 1
     try:
@@ -317,12 +336,15 @@ class _Session:
         except errors.ServiceError as exc:
             await self.send({"type": "error", "error": exc.message})
             return
+        if ignored := unknown_fields(data):  # a typo ("modle") must not pass unnoticed
+            await self.send({"type": "warning", "code": "unknown_fields", "message": f"ignored unknown fields: {', '.join(ignored)}"})
         job = Job(
             request,
             state.clients(self.websocket),
             self.send,
             progress_interval=self.settings.gateway_progress_interval_seconds,
             diarization_timeout=self.settings.gateway_diarization_timeout_seconds,
+            connect_timeout=self.settings.gateway_connect_timeout_seconds,
             link=functools.partial(sign_url, token=self.token),
             fanout=Fanout(
                 self.settings.gateway_fanout_min_seconds, self.settings.gateway_fanout_piece_seconds, self.settings.gateway_fanout_parallel
@@ -402,10 +424,15 @@ ROUTES = [
 
 def create_app(settings: GatewaySettings | None = None) -> Starlette:
     settings = settings or GatewaySettings()
+    tls = client_tls(settings)  # here, not in the lifespan: a TLS misconfiguration stops the start
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        clients = Clients(DownloaderClient(settings.downloader_addr), AsrClient(settings.asr_addr), DiarizerClient(settings.diarizer_addr))
+        clients = Clients(
+            DownloaderClient(settings.downloader_addr, tls=tls),
+            AsrClient(settings.asr_addr, tls=tls),
+            DiarizerClient(settings.diarizer_addr, tls=tls),
+        )
         # (Starlette copies this dict into each request's state: mutable things go in `Shared`)
         yield {"clients": clients, "settings": settings, "shared": Shared(RateLimiter(settings.gateway_rate_limit_per_minute))}
         for client in (clients.downloader, clients.asr, clients.diarizer):
@@ -431,9 +458,13 @@ def run() -> None:
     import uvicorn
 
     settings = GatewaySettings()
-    configure_logging("gateway", settings.log_level)
+    configure_logging("gateway", settings.log_level, secrets_from=settings)
+    try:
+        app = create_app(settings)
+    except TlsConfigError as error:
+        raise SystemExit(f"gateway cannot start: {error}") from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level=settings.log_level.lower(),

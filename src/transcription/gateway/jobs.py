@@ -12,7 +12,8 @@ Speaks the browser protocol of the app this system replaces (message types
   this job waits for a decoding slot (1 = next); sent again as it moves up;
 * ``warning {code, message}``: the job goes on but something is missing
   (``diarization_failed``: the diarizer failed or timed out, so the transcript
-  comes without speakers; a ``status`` with the same text follows for older clients);
+  comes without speakers; a ``status`` with the same text follows for older clients;
+  ``unknown_fields``: the request named fields this gateway does not know, which were ignored);
 * ``speaker_update``: diarization finishes after (some) segments were already
   sent without a speaker, so this message names the speaker of each of them
   by id. Chunks sent after it carry their speaker inline. With word
@@ -29,6 +30,7 @@ the moment the ASR service yields them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -36,10 +38,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import grpc
+
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.gateway import fanout
 from transcription.gateway.exports import Transcript
+from transcription.gateway.security import safe_filename
 from transcription.speakers import SpeakerTimeline, split_by_speaker
 from transcription.v1 import asr_pb2, diarizer_pb2
 
@@ -63,6 +68,32 @@ CONTENT_ID = re.compile(r"[0-9a-f]{64}")
 EXPORT_FORMATS = ("srt", "vtt", "txt", "json", "tsv")
 
 MAX_SPEAKERS = 100  # far above any real meeting; keeps counts inside the proto's uint32
+
+# The request's fields: the JSON types each may have, and how to say so. null means "not given".
+_STRING, _BOOLEAN = ((str,), "a string"), ((bool,), "true or false")
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **dict.fromkeys(("url", "content_id", "filename", "model", "language", "backend", "task", "initial_prompt", "hotwords"), _STRING),
+    **dict.fromkeys(("use_faster_whisper", "enable_diarization", "word_timestamps"), _BOOLEAN),
+    # form inputs may send counts as numeric strings
+    **dict.fromkeys(("num_speakers", "min_speakers", "max_speakers"), ((int, str), "a whole number")),
+    "temperature": ((int, float, list), "a number or a list of numbers"),
+    "vad_parameters": ((dict,), "an object"),
+    "type": _STRING,  # the page and older clients may name the message
+}
+_JSON_KINDS = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
+
+
+def _check_types(data: dict) -> None:
+    for name, (allowed, described) in _FIELD_TYPES.items():
+        value = data.get(name)
+        # bool is an int in Python, never in the protocol
+        if value is not None and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+            raise errors.InvalidArgument(f"{name} must be {described}, not {_JSON_KINDS.get(type(value), type(value).__name__)}")
+
+
+def unknown_fields(data: dict) -> list[str]:
+    """Fields of a request this gateway does not know: ignored (newer clients), but the client is told."""
+    return sorted(name[:40] for name in data if name not in _FIELD_TYPES)[:20]
 
 
 @dataclass
@@ -90,6 +121,7 @@ class JobRequest:
         """Validate a client's request message; raises `InvalidArgument`."""
         if not isinstance(data, dict):
             raise errors.InvalidArgument("the request must be a JSON object")
+        _check_types(data)
         url, content_id = data.get("url"), data.get("content_id")
         if isinstance(content_id, str) and content_id:
             if not CONTENT_ID.fullmatch(content_id):
@@ -129,7 +161,7 @@ class JobRequest:
         return cls(
             url=url.strip(),
             content_id=content_id,
-            filename=str(data.get("filename") or "")[:255],
+            filename=safe_filename(str(data.get("filename") or "")),  # shown to the client and named in exports
             model=str(data.get("model") or ""),
             language=str(language) if language else None,
             backend=backend,
@@ -181,6 +213,27 @@ async def retry_unreachable(call: Callable[[], AsyncIterator], attempts: int = 3
             await asyncio.sleep(0.5 * attempt)
 
 
+async def reachable(client: AsrClient | DiarizerClient | DownloaderClient, timeout: float | None) -> None:
+    """Return once ``client``'s channel is connected, or has failed to (then the call itself fails at once, as before).
+
+    A service that accepts the connection but never answers it (hung, or a port
+    that swallows traffic) keeps the channel connecting for gRPC's own ~20 s,
+    after which the call fails with a message that names no service: this gives
+    up after ``timeout`` instead, as `errors.ServiceUnreachable` (retried like a
+    refused connection) naming the service.
+    """
+    channel = client.channel
+    state = channel.get_state(try_to_connect=True)
+    try:
+        async with asyncio.timeout(timeout):
+            while state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
+                await channel.wait_for_state_change(state)
+                state = channel.get_state(try_to_connect=True)
+    except TimeoutError:
+        log.warning("the %s service at %s did not answer a connection within %g s", client.service_name, client.address, timeout)
+        raise errors.ServiceUnreachable(f"the {client.service_name} service did not answer within {timeout:g} s") from None
+
+
 def _vad_fields(values: dict) -> dict:
     """VadParameters fields with the proto's types (whole milliseconds, float thresholds)."""
     fields = asr_pb2.VadParameters.DESCRIPTOR.fields_by_name
@@ -211,6 +264,7 @@ class Job:
         send: Send,
         progress_interval: float = 0.5,
         diarization_timeout: float | None = None,
+        connect_timeout: float | None = None,
         fanout: Fanout = Fanout(),
         link: Callable[[str], str] = lambda path: path,
     ):
@@ -218,6 +272,7 @@ class Job:
         self.fanout = fanout
         self.link = link  # signs the audio and export links when the gateway has a token
         self.diarization_timeout = diarization_timeout or None
+        self.connect_timeout = connect_timeout or None
         self.clients = clients
         self._send = send
         self._send_lock = asyncio.Lock()
@@ -231,6 +286,13 @@ class Job:
         self.title = request.filename
         self.job_id = uuid.uuid4().hex
         self.content_id = ""
+
+    async def _reaching(self, client: AsrClient | DiarizerClient | DownloaderClient, stream: AsyncIterator) -> AsyncIterator:
+        """A call's ``stream`` (not started yet), started once ``client``'s service has answered the connection."""
+        async with contextlib.aclosing(stream):
+            await reachable(client, self.connect_timeout)
+            async for event in stream:
+                yield event
 
     async def send(self, message: dict) -> None:
         async with self._send_lock:  # two tasks (ASR, diarizer) share the socket
@@ -285,6 +347,7 @@ class Job:
     async def _uploaded(self) -> str:
         """An uploaded file is already in the store: announce it as a download would have."""
         content_id = self.request.content_id
+        await reachable(self.clients.downloader, self.connect_timeout)
         self.duration = await self.clients.downloader.canonical_size(content_id) / 32_000  # canonical: 16 kHz, 2 bytes a sample
         await self.send({"type": "cached_file", "message": "Using uploaded audio file", "content_id": content_id})
         await self.send(
@@ -304,7 +367,8 @@ class Job:
         await self.send({"type": "status", "message": "Downloading audio...", "progress": 5})
         content_id = None
         # read the stream to its end, so the downloader finishes the call (status OK) rather than seeing it cancelled
-        async for event in retry_unreachable(lambda: self.clients.downloader.fetch(self.request.url)):
+        downloader = self.clients.downloader
+        async for event in retry_unreachable(lambda: self._reaching(downloader, downloader.fetch(self.request.url))):
             kind = event.WhichOneof("event")
             if kind == "progress":
                 p = event.progress
@@ -391,7 +455,8 @@ class Job:
         for attempt in range(1, ASR_ATTEMPTS + 1):
             seen = 0
             try:
-                async for event in self.clients.asr.transcribe(content_id, options, start_seconds=start, end_seconds=end):
+                asr = self.clients.asr
+                async for event in self._reaching(asr, asr.transcribe(content_id, options, start_seconds=start, end_seconds=end)):
                     kind = event.WhichOneof("event")
                     if kind == "segment":
                         seen += 1
@@ -448,14 +513,15 @@ class Job:
         async def run(number: int, start: float, end: float) -> None:
             if number:
                 await language
+            lead_in = min(start, fanout.LEAD_IN_SECONDS)  # decoded, then dropped: the previous piece's
             async with slots:
-                async for kind, event in self._asr_events(content_id, start, end, language.result() if number else ""):
+                async for kind, event in self._asr_events(content_id, start - lead_in, end, language.result() if number else ""):
                     if kind == "started" and not language.done():
                         language.set_result(event.started.language)
                     if kind == "progress":  # all pieces' progress counts, whichever is being relayed
-                        done_seconds[number] = event.progress.processed_seconds
+                        done_seconds[number] = max(0.0, event.progress.processed_seconds - lead_in)
                         await self._progress(sum(done_seconds), self.duration)
-                    else:
+                    elif kind != "segment" or (event.segment.start + event.segment.end) / 2 >= start:
                         await outboxes[number].put((kind, event))
             await outboxes[number].put(None)
 
@@ -563,7 +629,8 @@ class Job:
         turns: list[diarizer_pb2.SpeakerTurn] = []
         try:
             async with asyncio.timeout(self.diarization_timeout):
-                async for event in retry_unreachable(lambda: self.clients.diarizer.diarize(content_id, options)):
+                diarizer = self.clients.diarizer
+                async for event in retry_unreachable(lambda: self._reaching(diarizer, diarizer.diarize(content_id, options))):
                     kind = event.WhichOneof("event")
                     if kind == "progress":
                         await self.send(

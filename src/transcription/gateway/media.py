@@ -4,13 +4,17 @@
   ``fetch(url, {method: "POST", body: file})`` sends): streamed to the
   downloader's ``Upload`` (client streaming, 1 MiB messages), never held whole;
   refused with 413 past ``GATEWAY_MAX_UPLOAD_BYTES``. Answers the content id a
-  WebSocket job then names (``{"content_id": ...}`` instead of ``url``).
+  WebSocket job then names (``{"content_id": ...}`` instead of ``url``). The
+  store names the file by its content id; the client's name is only echoed,
+  made safe first (`security.safe_filename`).
 * ``GET /api/audio/<content_id>.wav`` — the canonical form (16 kHz mono PCM)
   behind a 44-byte WAV header, with HTTP Range, so every browser can play and
   seek it whatever the original's container.
 * ``GET /api/transcripts/<job_id>.<format>`` — a finished transcript as SRT,
   WebVTT, text, JSON or TSV (exports.py), kept for the last
-  ``GATEWAY_TRANSCRIPTS_KEPT`` jobs.
+  ``GATEWAY_TRANSCRIPTS_KEPT`` jobs, named after the job's title: an ASCII
+  ``filename`` and, for a title in another script, the real name in
+  ``filename*`` (RFC 6266; a header cannot carry it otherwise).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import re
 import struct
+import unicodedata
+import urllib.parse
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -25,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from transcription import errors
 from transcription.gateway import exports, state
 from transcription.gateway.jobs import CONTENT_ID
+from transcription.gateway.security import safe_filename
 
 WAV_HEADER_BYTES = 44
 SAMPLE_RATE = 16_000
@@ -68,7 +75,7 @@ async def upload(request: Request):
     if declared and declared.isdigit() and int(declared) > limit:
         raise upload_too_large(limit)
     state.limit_rate(request)
-    filename = (request.query_params.get("filename") or "upload")[:255]
+    filename = safe_filename(request.query_params.get("filename") or "", default="upload")
     too_large = False
 
     async def blocks():
@@ -143,5 +150,18 @@ async def export(request: Request):
         body, media_type = exports.render(fmt, transcript)
     except ValueError as exc:
         raise errors.InvalidArgument(str(exc)) from None
-    name = re.sub(r"[^\w.-]+", "_", transcript.title or "transcript")[:80] or "transcript"
-    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+    name = safe_filename(transcript.title)[:80].rstrip(". ") or "transcript"
+    return Response(body, media_type=media_type, headers={"Content-Disposition": attachment(name, fmt)})
+
+
+def attachment(name: str, extension: str) -> str:
+    """A Content-Disposition for a download ``<name>.<extension>`` (``name`` made safe already), in any script.
+
+    Header values are Latin-1: a name in another script goes in ``filename*`` (UTF-8, percent-encoded),
+    with an ASCII approximation in ``filename`` for clients that read only that.
+    """
+    ascii_name = re.sub(r"[^A-Za-z0-9 ._()-]+", "_", unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode())
+    if ascii_name == name:
+        return f'attachment; filename="{name}.{extension}"'
+    fallback = ascii_name.strip("_. ") or "transcript"
+    return f"attachment; filename=\"{fallback}.{extension}\"; filename*=UTF-8''{urllib.parse.quote(f'{name}.{extension}', safe='')}"

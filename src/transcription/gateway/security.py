@@ -11,15 +11,23 @@ In front of the routes, outermost first:
 * `TokenGuard` — with ``GATEWAY_API_TOKEN`` set, everything but the page, its
   static files, ``/health`` and ``/metrics`` needs the token: a Bearer header,
   or for the WebSocket (browsers cannot set headers on it) the subprotocol
-  ``token.<token>``; a WebSocket without either may still send
-  ``{"type": "auth", "token": ...}`` first (checked in the endpoint). The
-  audio and export links a job hands out are signed (`sign_url`) instead.
+  ``token.<token>`` (offered with ``transcription``, which is what the
+  handshake echoes: the token stays out of the response); a WebSocket
+  without either may still send ``{"type": "auth", "token": ...}`` first
+  (checked in the endpoint). A wrong token is answered 401 with a JSON body,
+  the WebSocket handshake included (where the server can answer a handshake
+  with a response of its own). The audio and export links a job hands out
+  are signed (`sign_url`) instead.
 * `SecurityHeaders` — a Content-Security-Policy the page satisfies (no inline
   script or style, nothing from another origin but thumbnails), and the usual
-  nosniff / no-referrer / no-framing headers.
+  nosniff / no-referrer / no-framing headers, on every response: refused
+  handshakes, and an unexpected error's 500 (a JSON body, the trace in the log),
+  which would otherwise leave as Starlette's plain-text page without them.
 
 `RateLimiter` (per client address, a sliding minute) and `read_json` (bounded
-bodies) are called by the endpoints that start work.
+bodies) are called by the endpoints that start work. `safe_filename` is what a
+client's file name becomes before the gateway shows it or sends it on: files
+on disk are named by content id only, never after what a client called them.
 """
 
 from __future__ import annotations
@@ -28,7 +36,10 @@ import collections
 import hashlib
 import hmac
 import json
+import logging
+import re
 import time
+import unicodedata
 import urllib.parse
 
 from starlette.datastructures import Headers
@@ -36,13 +47,16 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocketClose
+from starlette.websockets import WebSocket, WebSocketClose
 
 from transcription import errors
+
+log = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/health", "/metrics")  # any Host, no token: probes and scrapers
 PUBLIC_PATHS = ("/", "/static/", "/api/config")  # no token: the page must load to ask for one
 TOKEN_SUBPROTOCOL = "token."
+WEBSOCKET_SUBPROTOCOL = "transcription"  # echoed instead of the token subprotocol when offered with it
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -83,6 +97,10 @@ class HostGuard(TrustedHostMiddleware):
             # Starlette's answer is an HTTP response, which a WebSocket handshake cannot carry:
             # closing before accepting makes the server answer it with 403
             await WebSocketClose(code=1008)(scope, receive, send)
+        elif scope["type"] == "http" and not self.allow_any and not self._allowed(Headers(scope=scope).get("host", "")):
+            # Starlette answers in plain text; every other refusal here is JSON
+            error = "this gateway does not answer to that Host header (set GATEWAY_ALLOWED_HOSTS to add a name)"
+            await JSONResponse({"error": error}, status_code=400)(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -125,6 +143,18 @@ def signed_url_valid(scope: Scope, token: str) -> bool:
     return expires > time.time() and hmac.compare_digest(signature, _signature(path, expires, token))
 
 
+def accepted_subprotocol(scope: Scope) -> str | None:
+    """The subprotocol a WebSocket handshake is answered with: one the client offered (or a browser drops it).
+
+    The page offers ``transcription`` and ``token.<token>``: echoing the first keeps the token out of the
+    response headers (proxies log those). The token is echoed only when it is all a client offered.
+    """
+    offered = scope.get("subprotocols", [])
+    if WEBSOCKET_SUBPROTOCOL in offered:
+        return WEBSOCKET_SUBPROTOCOL
+    return next((protocol for protocol in offered if protocol.startswith(TOKEN_SUBPROTOCOL)), None)
+
+
 def websocket_token(scope: Scope) -> str | None:
     for protocol in scope.get("subprotocols", []):
         if protocol.startswith(TOKEN_SUBPROTOCOL):
@@ -149,7 +179,7 @@ class TokenGuard:
             # A token in the subprotocol is checked now; without one the endpoint waits for an auth message.
             given = websocket_token(scope)
             if given is not None and not token_matches(given, self.token):
-                await WebSocketClose(code=1008)(scope, receive, send)
+                await refuse_websocket(scope, receive, send, self._refusal(scope))
                 return
             scope["state"] = {**scope.get("state", {}), "authenticated": given is not None}
             await self.app(scope, receive, send)
@@ -159,14 +189,27 @@ class TokenGuard:
         if (scheme.lower() == "bearer" and token_matches(given.strip(), self.token)) or signed_url_valid(scope, self.token):
             await self.app(scope, receive, send)
             return
+        await self._refusal(scope)(scope, receive, send)
+
+    @staticmethod
+    def _refusal(scope: Scope) -> JSONResponse:
         body = {"error": "this gateway needs its API token: send 'Authorization: Bearer <token>'"}
         if scope["path"].startswith("/v1/"):  # the OpenAI API's error shape
             body = {"error": {"message": body["error"], "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
-        await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @staticmethod
     def _public(path: str) -> bool:
         return path in OPEN_PATHS or path == "/" or path == "/api/config" or path.startswith("/static/")
+
+
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
+    """Answer a WebSocket handshake with ``response`` where the server can send one; else close it (403)."""
+    websocket = WebSocket(scope, receive, send)
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await WebSocketClose(code=1008)(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -174,17 +217,63 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        started = False
 
         async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            nonlocal started
+            # (a refused WebSocket handshake is an HTTP response too: "websocket.http.response.start")
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                started = True
                 names = {name.lower() for name, _ in message.get("headers", [])}
                 message["headers"] = [*message.get("headers", []), *((n, v) for n, v in SECURITY_HEADERS if n not in names)]
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, with_headers)
+            return
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:
+            if started:
+                raise  # too late for a response of our own: the server cuts the connection
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            await JSONResponse({"error": "internal error; see the gateway log"}, status_code=500)(scope, receive, with_headers)
+
+
+# Control characters (NUL, line breaks), format characters (bidi overrides such as U+202E, zero-width
+# characters), surrogates, private-use and unassigned code points, line and paragraph separators.
+_UNSAFE_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+MAX_FILENAME_CHARS = 255
+_MAX_EXTENSION_CHARS = 16
+
+
+def _name_char(char: str) -> str:
+    """What a character of a file name becomes: white space a space, an unsafe character nothing."""
+    if char.isspace():
+        return " "
+    return "" if unicodedata.category(char) in _UNSAFE_NAME_CATEGORIES else char
+
+
+def safe_filename(name: str, default: str = "") -> str:
+    """A client's file name made fit to show and to put in a header; ``default`` when nothing is left.
+
+    Its last path component only (after ``/`` or a backslash: a browser may send the client's whole
+    path), without the characters of `_UNSAFE_NAME_CATEGORIES` (a right-to-left override, U+202E, makes
+    ``evil<U+202E>gpj.exe`` look like ``evilexe.jpg``), white space collapsed to single spaces, no
+    leading or trailing dots or spaces (``..``, hidden files), at most 255 characters, extension kept.
+    """
+    last = re.split(r"[/\\]", unicodedata.normalize("NFC", name))[-1]
+    cleaned = " ".join("".join(map(_name_char, last)).split()).strip(". ")
+    if len(cleaned) > MAX_FILENAME_CHARS:
+        stem, dot, extension = cleaned.rpartition(".")
+        if dot and stem and len(extension) <= _MAX_EXTENSION_CHARS:
+            cleaned = stem[: MAX_FILENAME_CHARS - len(extension) - 1].rstrip(". ") + dot + extension
+        else:
+            cleaned = cleaned[:MAX_FILENAME_CHARS].rstrip(". ")
+    return cleaned or default
 
 
 class RateLimiter:

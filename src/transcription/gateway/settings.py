@@ -16,6 +16,10 @@ class GatewaySettings(CommonSettings):
     # Diarization that has not finished this long after it started is abandoned:
     # the transcript is delivered without speakers and a warning (0 = no limit).
     gateway_diarization_timeout_seconds: float = 1800.0
+    # A downstream service that accepts the connection but does not answer it (hung,
+    # or a port that swallows traffic) is given up on after this long, per attempt,
+    # and the client is told which service (0 = gRPC's own connect deadline, ~20 s).
+    gateway_connect_timeout_seconds: float = 10.0
     # Host names (the Host header) the gateway answers to, comma-separated; empty =
     # the address it listens on plus localhost names (a wildcard listener: any
     # host, so set it). Refuses DNS rebinding: a hostile name pointed at this

@@ -511,7 +511,8 @@ function openSocket(request) {
   let socket;
   let firstMessage = null;
   try {
-    socket = new WebSocket(address, auth.required ? [`token.${auth.token}`] : []);
+    // "transcription" is the subprotocol the gateway echoes, so the token does not come back in a header
+    socket = new WebSocket(address, auth.required ? ["transcription", `token.${auth.token}`] : []);
   } catch {
     // A token with characters a subprotocol cannot carry: send it as the first message instead.
     socket = new WebSocket(address);
