@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
-from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_STM, SAMPLE_WAV, read_audio, stm_text, wer
+from conftest import JFK_FLAC, JFK_TEXT, SAMPLE_STM, SAMPLE_WAV, read_audio, stm_text, wer, write_wav
 from transcription import errors
 from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.v1 import asr_pb2, diarizer_pb2, downloader_pb2
@@ -265,10 +265,11 @@ async def test_a_waiting_request_learns_its_place_and_a_cancelled_one_stops_deco
     """ASR_MAX_CONCURRENT=1: a second job is told it is next; cancelling the first stops its decoding within a window.
 
     Measured in CPU seconds, not wall time: the cancelled job (cancelled after its
-    first segment, a quarter of the way into four 30-s windows) may finish the
+    first segment, an eighth of the way into eight 30-s windows) may finish the
     window after it, but must use clearly less CPU than the whole file needs.
     """
-    long_audio = (media.directory / "ami-2min.wav").read_bytes()
+    write_wav(media.directory / "ami-4min.wav", np.tile(read_audio(media.directory / "ami-2min.wav"), 2))
+    long_audio = (media.directory / "ami-4min.wav").read_bytes()
     options = asr_pb2.TranscribeOptions(model="tiny.en", language="en", vad_filter=False)  # no up-front VAD pass over the file
     pid = system.processes["asr"].pid
     async with AsrClient(addr(system, "asr")) as first_client, AsrClient(addr(system, "asr")) as second_client:

@@ -34,3 +34,9 @@ def test_unbounded_by_default_and_clear_resets(tmp_path):
         cache.put(str(number), {"n": number})
     assert cache.stats()["total_files"] == 20
     assert cache.clear()["files_deleted"] == 20 and cache.get("3") is None
+
+
+def test_replicas_sharing_a_folder_report_one_cache_id(tmp_path):
+    first, second = JsonCache(tmp_path / "shared"), JsonCache(tmp_path / "shared")
+    assert first.stats()["cache_id"] == second.stats()["cache_id"] != JsonCache(tmp_path / "other").stats()["cache_id"]
+    assert not [p.name for p in (tmp_path / "shared").iterdir() if p.name != ".cache-id"], "nothing else left beside it"

@@ -20,6 +20,7 @@ from conftest import (
     NETGUARD,
     SAMPLE_STM,
     SAMPLE_WAV,
+    call,
     console_command,
     free_port,
     fresh_copy,
@@ -91,6 +92,26 @@ async def test_four_concurrent_jobs_are_balanced_over_both_replicas(gateway, rep
     assert all(job.messages[-1]["type"] == "complete" for job in jobs), [job.messages[-1] for job in jobs]
     worked = [r.transcriptions() - b for r, b in zip(replicas, before)]
     assert sum(worked) == 4 and min(worked) >= 1, f"calls per replica: {worked}"
+
+
+async def test_cache_stats_and_clear_reach_every_replica(gateway, replicas):
+    """Each replica keeps its own transcript cache here: the gateway adds them up and clears them all."""
+    from transcription.clients import AsrClient
+
+    async def each() -> list[int]:
+        counts = []
+        for replica in replicas:
+            async with AsrClient(f"127.0.0.1:{replica.port}") as client:
+                counts.append((await client.cache_stats()).total_files)
+        return counts
+
+    counts = await each()
+    assert min(counts) >= 1, f"transcripts cached per replica: {counts}"  # the four jobs above went to both
+    status, _, body = call(gateway, "GET", "/api/cache/stats")
+    assert status == 200 and json.loads(body)["total_files"] == sum(counts)
+    status, _, body = call(gateway, "POST", "/api/cache/clear", b"")
+    assert status == 200 and json.loads(body)["files_deleted"] == sum(counts)
+    assert await each() == [0, 0]
 
 
 async def test_a_replica_killed_mid_job_is_replaced_and_the_transcript_is_whole(gateway, replicas, media):

@@ -14,8 +14,11 @@ Against services that listen with TLS, pass ``tls=transcription.tls.client_tls(s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import grpc
@@ -116,6 +119,17 @@ def grpc_target(address: str) -> str:
     return "ipv4:" + ",".join(parts)
 
 
+def replica_addresses(address: str) -> list[str]:
+    """Each replica behind ``address`` as `grpc_target` reads it: the comma-separated addresses, or the
+    records a ``dns:`` name has now (blocking: resolves)."""
+    parts = [part.strip() for part in address.split(",") if part.strip()]
+    if len(parts) != 1 or not parts[0].startswith("dns:"):
+        return parts
+    host, _, port = parts[0].rsplit("/", 1)[-1].rpartition(":")
+    infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    return sorted({f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip in (info[4][0] for info in infos)})
+
+
 class _Client:
     service_name = ""
     grpc_service = ""
@@ -123,6 +137,7 @@ class _Client:
     def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: ClientTls | None = None):
         """``tls``: `transcription.tls.client_tls(settings)`; None connects in plain text."""
         self.address = address
+        self._settings = {"max_message_bytes": max_message_bytes, "tls": tls}  # for `every_replica`'s clients
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -156,17 +171,46 @@ class _Client:
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 
+    @contextlib.asynccontextmanager
+    async def every_replica(self) -> AsyncIterator[list]:
+        """A client per replica behind this one's address (just this one when there is one), for the calls that
+        every replica must get, where the balanced channel would reach one of them."""
+        addresses = await asyncio.to_thread(replica_addresses, self.address)
+        if len(addresses) < 2:
+            yield [self]
+            return
+        replicas = [type(self)(address, **self._settings) for address in addresses]
+        try:
+            yield replicas
+        finally:
+            for replica in replicas:
+                await replica.close()
+
 
 class _CacheOwner(_Client):
     """A service that keeps a cache: both stubs have GetCacheStats and ClearCache."""
 
     @_translating
     async def cache_stats(self) -> common_pb2.CacheStats:
-        return await self.stub.GetCacheStats(common_pb2.CacheStatsRequest(), timeout=30)
+        """Of every replica, each cache counted once (replicas sharing a volume report one ``cache_id``)."""
+        async with self.every_replica() as replicas:
+            stats = await asyncio.gather(*(r.stub.GetCacheStats(common_pb2.CacheStatsRequest(), timeout=30) for r in replicas))
+        caches = {s.cache_id or str(number): s for number, s in enumerate(stats)}.values()
+        return common_pb2.CacheStats(
+            total_files=sum(s.total_files for s in caches),
+            total_bytes=sum(s.total_bytes for s in caches),
+            metadata_files=sum(s.metadata_files for s in caches),
+            cache_id=",".join(sorted(s.cache_id for s in caches)),
+        )
 
     @_translating
     async def clear_cache(self) -> common_pb2.CacheClearResponse:
-        return await self.stub.ClearCache(common_pb2.CacheClearRequest(), timeout=60)
+        """On every replica (a shared cache is emptied by the first; the others find nothing left)."""
+        async with self.every_replica() as replicas:
+            cleared = await asyncio.gather(*(r.stub.ClearCache(common_pb2.CacheClearRequest(), timeout=60) for r in replicas))
+        return common_pb2.CacheClearResponse(
+            files_deleted=sum(c.files_deleted for c in cleared), bytes_freed=sum(c.bytes_freed for c in cleared)
+        )
 
 
 class DownloaderClient(_CacheOwner):

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 
 from transcription.files import atomic_write_text, sweep_tmp_files
@@ -27,6 +28,7 @@ class JsonCache:
         directory.mkdir(parents=True, exist_ok=True)
         sweep_tmp_files(directory)
         self._bytes: int | None = None  # running total once known, so a write does not list the folder
+        self.cache_id = _cache_id(directory)
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
@@ -75,7 +77,7 @@ class JsonCache:
 
     def stats(self) -> dict[str, int]:
         files = list(self.directory.glob("*.json"))
-        return {"total_files": len(files), "total_bytes": sum(f.stat().st_size for f in files)}
+        return {"total_files": len(files), "total_bytes": sum(f.stat().st_size for f in files), "cache_id": self.cache_id}
 
     def clear(self) -> dict[str, int]:
         files = list(self.directory.glob("*.json"))
@@ -84,3 +86,16 @@ class JsonCache:
             f.unlink(missing_ok=True)
         self._bytes = None
         return {"files_deleted": len(files), "bytes_freed": freed}
+
+
+def _cache_id(directory: Path) -> str:
+    """The folder's identity, made once by whichever process gets there first (replicas may share the folder)."""
+    path, mine = directory / ".cache-id", directory / f".cache-id.{os.getpid()}"
+    try:
+        mine.write_text(uuid.uuid4().hex, encoding="ascii")
+        os.link(mine, path)  # atomic, and fails if another replica's id is already there: that one is kept
+    except FileExistsError:
+        pass
+    finally:
+        mine.unlink(missing_ok=True)
+    return path.read_text(encoding="ascii").strip()

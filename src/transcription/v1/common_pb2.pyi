@@ -41,14 +41,16 @@ class CacheStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CacheStats(_message.Message):
-    __slots__ = ("total_files", "total_bytes", "metadata_files")
+    __slots__ = ("total_files", "total_bytes", "metadata_files", "cache_id")
     TOTAL_FILES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     METADATA_FILES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ID_FIELD_NUMBER: _ClassVar[int]
     total_files: int
     total_bytes: int
     metadata_files: int
-    def __init__(self, total_files: _Optional[int] = ..., total_bytes: _Optional[int] = ..., metadata_files: _Optional[int] = ...) -> None: ...
+    cache_id: str
+    def __init__(self, total_files: _Optional[int] = ..., total_bytes: _Optional[int] = ..., metadata_files: _Optional[int] = ..., cache_id: _Optional[str] = ...) -> None: ...
 
 class CacheClearRequest(_message.Message):
     __slots__ = ()
