@@ -5,14 +5,14 @@
   to one core, against a gateway over TWO replicas pinned to a core each; with
   the downloads cold, then with the audio already in the downloader's store;
 * fan-out: a 10-minute file (the sample tiled 20 times) through the one replica
-  in one call, against the two replicas in pieces of about 150 s (2 each); wall
+  in one call, against the two replicas in five pieces of about 120 s; wall
   times, and WER against the sample's reference text repeated 20 times.
 
 Model tiny.en, service defaults, no diarization, ASR_CPU_THREADS=1; downloader, gateways and this
 process unpinned. Both configurations get the same files, each replica's transcript cache and the
-downloader's store emptied before every run (over gRPC: through a gateway ClearCache reaches one
-replica). Rounds alternate the order; medians of RUNS. Each round's long file has another offset:
-tiny.en's time and WER on it swing with inaudible changes. Traffic stays on loopback (tests/netguard).
+downloader's store emptied before every run (over gRPC, each replica on its own). Rounds alternate
+the order; medians of RUNS. Each round's long file has another offset: tiny.en's time and WER on it
+swing with inaudible changes. Traffic stays on loopback (tests/netguard).
 
     .venv/bin/python bench/scale.py
 """
@@ -50,7 +50,7 @@ JOBS = 4
 TILES = 20  # 20 × 30 s = 10 min
 SERVICES = {"HF_HUB_OFFLINE": "1", "LOG_LEVEL": "WARNING", "GATEWAY_RATE_LIMIT_PER_MINUTE": "0", "ASR_CPU_THREADS": "1"}
 SERVICES |= {"DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.0/8", "DIARIZER_THREADS": "1"}
-FANOUT = {"GATEWAY_FANOUT_MIN_SECONDS": "300", "GATEWAY_FANOUT_PIECE_SECONDS": "150", "GATEWAY_FANOUT_PARALLEL": "4"}
+FANOUT = {"GATEWAY_FANOUT_MIN_SECONDS": "300", "GATEWAY_FANOUT_PIECE_SECONDS": "120", "GATEWAY_FANOUT_PARALLEL": "4"}
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

@@ -180,3 +180,39 @@ async def test_long_audio_is_fanned_out_over_both_replicas_in_order(system, repl
     assert fanned.messages[-1]["duration"] == pytest.approx(120, abs=0.5)
     progress = [m["progress"] for m in fanned.of("transcription_progress")]
     assert progress[-1] == 100 and progress == sorted(progress)
+
+
+async def test_a_replica_killed_mid_fan_out_hands_its_piece_to_the_other(system, replicas, media):
+    """Pieces go to whichever replica has a free hand; one killed mid-piece gives its piece back, and the
+    client still gets one ordered transcript with nothing lost or doubled."""
+    write_wav(media.directory / "fanout-kill.wav", np.tile(read_audio(SAMPLE_WAV), 4) + 2e-4)
+    process, port = start_gateway(
+        system,
+        ASR_ADDR=",".join(f"127.0.0.1:{r.port}" for r in replicas),
+        GATEWAY_FANOUT_MIN_SECONDS="60",
+        GATEWAY_FANOUT_PIECE_SECONDS="40",
+    )
+    killed = None
+
+    def kill_one(message: dict) -> None:
+        nonlocal killed
+        if message["type"] == "transcription_chunk" and killed is None:
+            busy = [r for r in replicas if r.metric("transcription_grpc_in_flight", method="Transcribe") >= 1]
+            killed = busy[-1]
+            killed.process.send_signal(signal.SIGKILL)
+            killed.process.wait()
+
+    try:
+        job = await ws_job(port, {"url": media.url("fanout-kill.wav"), "model": "tiny.en"}, on_message=kill_one)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if killed is not None:
+            killed.start()  # back on its address for whatever comes next
+    assert killed is not None and job.messages[-1]["type"] == "complete", job.messages[-1]
+    chunks = job.of("transcription_chunk")
+    assert [c["id"] for c in chunks] == list(range(len(chunks))), "one numbering, nothing sent twice"
+    assert all(a["end"] <= b["start"] + 0.5 for a, b in zip(chunks, chunks[1:])), "in file order"
+    assert chunks[-1]["end"] > 110, "every piece arrived"
+    assert any("moved to another server" in m["message"] for m in job.of("status")), "a piece was handed over"
+    assert wer(" ".join([stm_text(SAMPLE_STM)] * 4), " ".join(c["text"] for c in chunks)) < 0.35

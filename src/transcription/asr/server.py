@@ -258,7 +258,9 @@ class AsrServicer(asr_pb2_grpc.AsrServicer):
     @rpc
     async def GetDeviceInfo(self, request, context):
         # the first CUDA query can take seconds: keep it off the event loop
-        return await asyncio.to_thread(devices.device_info, self.device, self.compute_type)
+        info = await asyncio.to_thread(devices.device_info, self.device, self.compute_type)
+        info.max_concurrent = self.admission.max_active  # how many pieces of a long file a gateway sends it at once
+        return info
 
     @rpc
     async def GetCacheStats(self, request, context):

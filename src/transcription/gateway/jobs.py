@@ -438,7 +438,7 @@ class Job:
         await self._transcribe_pieces(content_id, fanout.pieces(cuts))
 
     async def _asr_events(
-        self, content_id: str, start: float = 0.0, end: float = 0.0, language: str = ""
+        self, content_id: str, start: float = 0.0, end: float = 0.0, language: str = "", *, asr: AsrClient | None = None, skip: int = 0
     ) -> AsyncIterator[tuple[str, asr_pb2.TranscribeEvent]]:
         """One ASR call's events (kind, event); if the replica dies mid-way, go on with another.
 
@@ -447,15 +447,19 @@ class Job:
         restarts from the beginning of the audio (or piece); segments already
         passed on (same audio, model and options decode to the same segments) are
         not passed on again, so the client sees one transcript with nothing doubled.
+        With ``asr``, one replica's own client, there is no other to call: its loss
+        is raised at once, and the caller, who knows the others, takes it from
+        there, calling again with ``skip``, the segments it has had.
         """
         options = self._asr_options()
         if language:
             options.language = language
-        delivered, told_started = 0, False
-        for attempt in range(1, ASR_ATTEMPTS + 1):
+        delivered, told_started = skip, False
+        attempts = 1 if asr is not None else ASR_ATTEMPTS
+        asr = asr or self.clients.asr
+        for attempt in range(1, attempts + 1):
             seen = 0
             try:
-                asr = self.clients.asr
                 async for event in self._reaching(asr, asr.transcribe(content_id, options, start_seconds=start, end_seconds=end)):
                     kind = event.WhichOneof("event")
                     if kind == "segment":
@@ -470,7 +474,7 @@ class Job:
                     yield kind, event
                 return
             except errors.Unavailable as exc:
-                if attempt == ASR_ATTEMPTS:
+                if attempt == attempts:
                     raise
                 log.warning("ASR replica lost after %d segments (%s); retrying on another", delivered, exc.message)
                 await self.send({"type": "status", "message": "Speech recognition moved to another server; continuing"})
@@ -498,66 +502,124 @@ class Job:
         return cuts
 
     async def _transcribe_pieces(self, content_id: str, pieces: list[tuple[float, float]]) -> None:
-        """Every piece at once (at most ``parallel``), relayed in order: the first live, the others as their turn comes.
+        """Every piece at once on the replicas, relayed in order: the first live, the others as their turn comes.
 
-        The first piece starts alone until it has detected the language, which
-        the others are then given, so one file has one language.
+        Each replica behind ASR_ADDR (each address, or each record of a dns:///
+        name) has ``parallel / replicas`` hands, and a free hand takes the next
+        piece: a piece that decodes slowly holds up its own replica only, where
+        dealing pieces out round robin up front left the others idle. The first
+        piece starts alone until it has detected the language, which the others
+        are then given, so one file has one language. A replica lost mid-piece
+        hands the piece back; another decodes it again, and what was relayed
+        already is not relayed twice.
         """
         outboxes: list[asyncio.Queue] = [asyncio.Queue() for _ in pieces]
         done_seconds = [0.0] * len(pieces)
-        slots = asyncio.Semaphore(self.fanout.parallel)
+        received = [0] * len(pieces)  # segments of each piece the ASR has sent so far, on any replica
+        started: set[int] = set()
+        waiting: asyncio.Queue[int] = asyncio.Queue()
         language = asyncio.get_running_loop().create_future()
-        if self.request.language:
-            language.set_result(self.request.language)
 
-        async def run(number: int, start: float, end: float) -> None:
-            if number:
-                await language
+        def release_the_rest(detected: str) -> None:
+            language.set_result(detected)
+            for number in range(1, len(pieces)):
+                waiting.put_nowait(number)
+
+        waiting.put_nowait(0)
+        if self.request.language:
+            release_the_rest(self.request.language)
+
+        async def run(number: int, asr: AsrClient) -> None:
+            start, end = pieces[number]
             lead_in = min(start, fanout.LEAD_IN_SECONDS)  # decoded, then dropped: the previous piece's
-            async with slots:
-                async for kind, event in self._asr_events(content_id, start - lead_in, end, language.result() if number else ""):
-                    if kind == "started" and not language.done():
-                        language.set_result(event.started.language)
-                    if kind == "progress":  # all pieces' progress counts, whichever is being relayed
-                        done_seconds[number] = max(0.0, event.progress.processed_seconds - lead_in)
-                        await self._progress(sum(done_seconds), self.duration)
-                    elif kind != "segment" or (event.segment.start + event.segment.end) / 2 >= start:
-                        await outboxes[number].put((kind, event))
+            again = number in started  # taken over from a lost replica
+            started.add(number)
+            events = self._asr_events(content_id, start - lead_in, end, language.result() if number else "", asr=asr, skip=received[number])
+            async for kind, event in events:
+                if kind == "started" and not language.done():
+                    release_the_rest(event.started.language)
+                if kind == "progress":  # all pieces' progress counts, whichever is being relayed
+                    done_seconds[number] = max(0.0, event.progress.processed_seconds - lead_in)
+                    await self._progress(sum(done_seconds), self.duration)
+                    continue
+                if kind == "segment":
+                    received[number] += 1
+                    if (event.segment.start + event.segment.end) / 2 < start:
+                        continue
+                elif again and kind in ("started", "queued"):
+                    continue  # said once already, by the replica that was lost
+                await outboxes[number].put((kind, event))
             await outboxes[number].put(None)
 
-        tasks = [asyncio.create_task(run(n, start, end)) for n, (start, end) in enumerate(pieces)]
-        running, index, from_cache = set(tasks), 0, True
-        try:
-            for number, outbox in enumerate(outboxes):
+        async with self.clients.asr.every_replica() as replicas:
+            hands = [asr for asr, count in zip(replicas, await self._hands(replicas)) for _ in range(count)]
+            alive = len(hands)
+
+            async def hand(asr: AsrClient) -> None:
+                nonlocal alive
                 while True:
-                    getter = asyncio.ensure_future(outbox.get())
-                    while not getter.done():  # a piece that fails ends the job at once, whichever is being relayed
-                        done, _ = await asyncio.wait({getter, *running}, return_when=asyncio.FIRST_COMPLETED)
-                        for task in done - {getter}:
-                            running.discard(task)
-                            if task.exception() is not None:
-                                getter.cancel()
-                                raise task.exception()
-                    item = getter.result()
-                    if item is None:
-                        break
-                    kind, event = item
-                    if kind == "segment":
-                        event.segment.index = index  # one numbering across pieces
-                        index += 1
-                    elif kind == "started":
-                        event.started.duration_seconds = self.duration  # the file's, not the piece's
-                    elif kind == "completed":
-                        from_cache = from_cache and event.completed.from_cache
-                    if kind == "completed" or (number and kind in ("started", "queued")):
-                        continue  # the first piece speaks for the file; one completion at the end
-                    await self._on_asr_event(kind, event)
-            await self._progress(self.duration, self.duration, force=True)
-            await self.send({"type": "transcription_status", "status": "completed", "from_cache": from_cache})
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                    number = await waiting.get()
+                    try:
+                        await run(number, asr)
+                    except errors.Unavailable as exc:
+                        waiting.put_nowait(number)  # another replica takes it over
+                        alive -= 1
+                        if not alive:
+                            raise
+                        log.warning("ASR replica %s lost on piece %d (%s); another takes it over", asr.address, number, exc.message)
+                        await self.send({"type": "status", "message": "Speech recognition moved to another server; continuing"})
+                        return
+
+            tasks = [asyncio.create_task(hand(asr)) for asr in hands]
+            try:
+                await self._relay_in_order(outboxes, set(tasks))
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _hands(self, replicas: list[AsrClient]) -> list[int]:
+        """Pieces each replica gets at once: as many as it decodes at once (a piece more would wait in its
+        queue while another replica might be idle), within GATEWAY_FANOUT_PARALLEL in all."""
+        capacities = []
+        for asr in replicas:
+            try:
+                async with asyncio.timeout(self.connect_timeout or 10):
+                    capacities.append((await asr.device_info()).max_concurrent or 1)
+            except (TimeoutError, grpc.aio.AioRpcError):
+                capacities.append(1)  # a replica that does not answer gets one hand, which finds out
+        share = max(1, self.fanout.parallel // len(replicas))
+        return [min(capacity, share) for capacity in capacities]
+
+    async def _relay_in_order(self, outboxes: list[asyncio.Queue], running: set[asyncio.Task]) -> None:
+        """The pieces' events to the client, piece after piece; a failing task ends the job at once."""
+        index, from_cache = 0, True
+        for number, outbox in enumerate(outboxes):
+            while True:
+                getter = asyncio.ensure_future(outbox.get())
+                while not getter.done():
+                    done, _ = await asyncio.wait({getter, *running}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done - {getter}:
+                        running.discard(task)
+                        if task.exception() is not None:
+                            getter.cancel()
+                            raise task.exception()
+                item = getter.result()
+                if item is None:
+                    break
+                kind, event = item
+                if kind == "segment":
+                    event.segment.index = index  # one numbering across pieces
+                    index += 1
+                elif kind == "started":
+                    event.started.duration_seconds = self.duration  # the file's, not the piece's
+                elif kind == "completed":
+                    from_cache = from_cache and event.completed.from_cache
+                if kind == "completed" or (number and kind in ("started", "queued")):
+                    continue  # the first piece speaks for the file; one completion at the end
+                await self._on_asr_event(kind, event)
+        await self._progress(self.duration, self.duration, force=True)
+        await self.send({"type": "transcription_status", "status": "completed", "from_cache": from_cache})
 
     async def _on_asr_event(self, kind: str, event: asr_pb2.TranscribeEvent) -> None:
         if kind == "started":

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtranscription/v1/common.proto\x12\x10transcription.v1\"B\n\x08\x41udioRef\x12\x14\n\ncontent_id\x18\x01 \x01(\tH\x00\x12\x16\n\x0cinline_audio\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06source\"\x13\n\x11\x44\x65viceInfoRequest\"\xc3\x01\n\nDeviceInfo\x12\x15\n\rgpu_available\x18\x01 \x01(\x08\x12\x10\n\x08gpu_name\x18\x02 \x01(\t\x12\x1e\n\x16gpu_memory_total_bytes\x18\x03 \x01(\x04\x12\x1d\n\x15gpu_memory_free_bytes\x18\x04 \x01(\x04\x12\x14\n\x0c\x63uda_version\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12\x11\n\tgpu_count\x18\x07 \x01(\r\x12\x14\n\x0c\x63ompute_type\x18\x08 \x01(\t\"\x13\n\x11\x43\x61\x63heStatsRequest\"`\n\nCacheStats\x12\x13\n\x0btotal_files\x18\x01 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x16\n\x0emetadata_files\x18\x03 \x01(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\x04 \x01(\t\"\x13\n\x11\x43\x61\x63heClearRequest\"@\n\x12\x43\x61\x63heClearResponse\x12\x15\n\rfiles_deleted\x18\x01 \x01(\x04\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtranscription/v1/common.proto\x12\x10transcription.v1\"B\n\x08\x41udioRef\x12\x14\n\ncontent_id\x18\x01 \x01(\tH\x00\x12\x16\n\x0cinline_audio\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06source\"\x13\n\x11\x44\x65viceInfoRequest\"\xdb\x01\n\nDeviceInfo\x12\x15\n\rgpu_available\x18\x01 \x01(\x08\x12\x10\n\x08gpu_name\x18\x02 \x01(\t\x12\x1e\n\x16gpu_memory_total_bytes\x18\x03 \x01(\x04\x12\x1d\n\x15gpu_memory_free_bytes\x18\x04 \x01(\x04\x12\x14\n\x0c\x63uda_version\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12\x11\n\tgpu_count\x18\x07 \x01(\r\x12\x14\n\x0c\x63ompute_type\x18\x08 \x01(\t\x12\x16\n\x0emax_concurrent\x18\t \x01(\r\"\x13\n\x11\x43\x61\x63heStatsRequest\"`\n\nCacheStats\x12\x13\n\x0btotal_files\x18\x01 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x16\n\x0emetadata_files\x18\x03 \x01(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\x04 \x01(\t\"\x13\n\x11\x43\x61\x63heClearRequest\"@\n\x12\x43\x61\x63heClearResponse\x12\x15\n\rfiles_deleted\x18\x01 \x01(\x04\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICEINFOREQUEST']._serialized_start=119
   _globals['_DEVICEINFOREQUEST']._serialized_end=138
   _globals['_DEVICEINFO']._serialized_start=141
-  _globals['_DEVICEINFO']._serialized_end=336
-  _globals['_CACHESTATSREQUEST']._serialized_start=338
-  _globals['_CACHESTATSREQUEST']._serialized_end=357
-  _globals['_CACHESTATS']._serialized_start=359
-  _globals['_CACHESTATS']._serialized_end=455
-  _globals['_CACHECLEARREQUEST']._serialized_start=457
-  _globals['_CACHECLEARREQUEST']._serialized_end=476
-  _globals['_CACHECLEARRESPONSE']._serialized_start=478
-  _globals['_CACHECLEARRESPONSE']._serialized_end=542
+  _globals['_DEVICEINFO']._serialized_end=360
+  _globals['_CACHESTATSREQUEST']._serialized_start=362
+  _globals['_CACHESTATSREQUEST']._serialized_end=381
+  _globals['_CACHESTATS']._serialized_start=383
+  _globals['_CACHESTATS']._serialized_end=479
+  _globals['_CACHECLEARREQUEST']._serialized_start=481
+  _globals['_CACHECLEARREQUEST']._serialized_end=500
+  _globals['_CACHECLEARRESPONSE']._serialized_start=502
+  _globals['_CACHECLEARRESPONSE']._serialized_end=566
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ class DeviceInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("gpu_available", "gpu_name", "gpu_memory_total_bytes", "gpu_memory_free_bytes", "cuda_version", "device", "gpu_count", "compute_type")
+    __slots__ = ("gpu_available", "gpu_name", "gpu_memory_total_bytes", "gpu_memory_free_bytes", "cuda_version", "device", "gpu_count", "compute_type", "max_concurrent")
     GPU_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     GPU_NAME_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class DeviceInfo(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
     gpu_available: bool
     gpu_name: str
     gpu_memory_total_bytes: int
@@ -34,7 +35,8 @@ class DeviceInfo(_message.Message):
     device: str
     gpu_count: int
     compute_type: str
-    def __init__(self, gpu_available: _Optional[bool] = ..., gpu_name: _Optional[str] = ..., gpu_memory_total_bytes: _Optional[int] = ..., gpu_memory_free_bytes: _Optional[int] = ..., cuda_version: _Optional[str] = ..., device: _Optional[str] = ..., gpu_count: _Optional[int] = ..., compute_type: _Optional[str] = ...) -> None: ...
+    max_concurrent: int
+    def __init__(self, gpu_available: _Optional[bool] = ..., gpu_name: _Optional[str] = ..., gpu_memory_total_bytes: _Optional[int] = ..., gpu_memory_free_bytes: _Optional[int] = ..., cuda_version: _Optional[str] = ..., device: _Optional[str] = ..., gpu_count: _Optional[int] = ..., compute_type: _Optional[str] = ..., max_concurrent: _Optional[int] = ...) -> None: ...
 
 class CacheStatsRequest(_message.Message):
     __slots__ = ()
