@@ -216,3 +216,14 @@ async def test_a_replica_killed_mid_fan_out_hands_its_piece_to_the_other(system,
     assert chunks[-1]["end"] > 110, "every piece arrived"
     assert any("moved to another server" in m["message"] for m in job.of("status")), "a piece was handed over"
     assert wer(" ".join([stm_text(SAMPLE_STM)] * 4), " ".join(c["text"] for c in chunks)) < 0.35
+
+
+def test_the_replicas_behind_an_address():
+    """What the cache endpoints and fan-out reach one by one; a dns:/// name's replicas keep the name for TLS."""
+    from transcription.clients import replica_addresses
+
+    assert replica_addresses("10.0.0.5:50052,10.0.0.6:50052") == (["10.0.0.5:50052", "10.0.0.6:50052"], "")
+    assert replica_addresses("127.0.0.1:50052") == (["127.0.0.1:50052"], "")
+    assert replica_addresses("dns:///asr.test:50052") == (["127.0.0.1:50052"], "asr.test")  # *.test: loopback here
+    for unresolved in ("dns:///nowhere.invalid:50052", "dns:///asr-without-port"):
+        assert replica_addresses(unresolved) == ([unresolved], ""), "left to the channel as one address"

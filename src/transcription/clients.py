@@ -119,23 +119,32 @@ def grpc_target(address: str) -> str:
     return "ipv4:" + ",".join(parts)
 
 
-def replica_addresses(address: str) -> list[str]:
-    """Each replica behind ``address`` as `grpc_target` reads it: the comma-separated addresses, or the
-    records a ``dns:`` name has now (blocking: resolves)."""
+def replica_addresses(address: str) -> tuple[list[str], str]:
+    """Each replica behind ``address`` as `grpc_target` reads it, and the name they answer to under TLS:
+    the comma-separated addresses, or the records a ``dns:`` name has now (blocking: resolves). A name
+    that does not resolve now is left to the channel, as one address."""
     parts = [part.strip() for part in address.split(",") if part.strip()]
     if len(parts) != 1 or not parts[0].startswith("dns:"):
-        return parts
+        return parts, ""
     host, _, port = parts[0].rsplit("/", 1)[-1].rpartition(":")
-    infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-    return sorted({f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip in (info[4][0] for info in infos)})
+    if not host or not port.isdigit():
+        return parts, ""
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return parts, ""
+    return sorted({f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip in (info[4][0] for info in infos)}), host
 
 
 class _Client:
     service_name = ""
     grpc_service = ""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: ClientTls | None = None):
-        """``tls``: `transcription.tls.client_tls(settings)`; None connects in plain text."""
+    def __init__(
+        self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: ClientTls | None = None, server_name: str = ""
+    ):
+        """``tls``: `transcription.tls.client_tls(settings)`; None connects in plain text. ``server_name``: the name
+        to check the server's certificate against when ``tls`` names none (one replica of a dns:/// name)."""
         self.address = address
         self._settings = {"max_message_bytes": max_message_bytes, "tls": tls}  # for `every_replica`'s clients
         options = [
@@ -151,7 +160,8 @@ class _Client:
         if tls is None:
             self.channel = grpc.aio.insecure_channel(grpc_target(address), options=options)
         else:
-            self.channel = grpc.aio.secure_channel(grpc_target(address), tls.credentials, options=options + tls.channel_options())
+            name_options = tls.channel_options() or ([("grpc.ssl_target_name_override", server_name)] if server_name else [])
+            self.channel = grpc.aio.secure_channel(grpc_target(address), tls.credentials, options=options + name_options)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     async def health(self, timeout: float = 2.0) -> str:
@@ -175,11 +185,12 @@ class _Client:
     async def every_replica(self) -> AsyncIterator[list]:
         """A client per replica behind this one's address (just this one when there is one), for the calls that
         every replica must get, where the balanced channel would reach one of them."""
-        addresses = await asyncio.to_thread(replica_addresses, self.address)
+        addresses, name = await asyncio.to_thread(replica_addresses, self.address)
         if len(addresses) < 2:
             yield [self]
             return
-        replicas = [type(self)(address, **self._settings) for address in addresses]
+        # under TLS a pod's certificate names the service, not the pod's IP
+        replicas = [type(self)(address, **self._settings, server_name=name) for address in addresses]
         try:
             yield replicas
         finally:

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -75,27 +76,38 @@ class JsonCache:
             total -= size
         self._bytes = total
 
+    def _sizes(self) -> dict[Path, int]:
+        """Each entry's size; one another replica sharing the folder removes meanwhile is left out."""
+        sizes = {}
+        for f in self.directory.glob("*.json"):
+            with contextlib.suppress(OSError):
+                sizes[f] = f.stat().st_size
+        return sizes
+
     def stats(self) -> dict[str, int]:
-        files = list(self.directory.glob("*.json"))
-        return {"total_files": len(files), "total_bytes": sum(f.stat().st_size for f in files), "cache_id": self.cache_id}
+        sizes = self._sizes()
+        return {"total_files": len(sizes), "total_bytes": sum(sizes.values()), "cache_id": self.cache_id}
 
     def clear(self) -> dict[str, int]:
-        files = list(self.directory.glob("*.json"))
-        freed = sum(f.stat().st_size for f in files)
-        for f in files:
-            f.unlink(missing_ok=True)
+        deleted = freed = 0
+        for f, size in self._sizes().items():
+            with contextlib.suppress(FileNotFoundError):  # a replica clearing the same folder got there first
+                f.unlink()
+                deleted, freed = deleted + 1, freed + size
         self._bytes = None
-        return {"files_deleted": len(files), "bytes_freed": freed}
+        return {"files_deleted": deleted, "bytes_freed": freed}
 
 
 def _cache_id(directory: Path) -> str:
     """The folder's identity, made once by whichever process gets there first (replicas may share the folder)."""
-    path, mine = directory / ".cache-id", directory / f".cache-id.{os.getpid()}"
+    path = directory / ".cache-id"
+    fd, mine = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # swept like any other if this process dies here
     try:
-        mine.write_text(uuid.uuid4().hex, encoding="ascii")
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(uuid.uuid4().hex)
         os.link(mine, path)  # atomic, and fails if another replica's id is already there: that one is kept
     except FileExistsError:
         pass
     finally:
-        mine.unlink(missing_ok=True)
+        os.unlink(mine)
     return path.read_text(encoding="ascii").strip()

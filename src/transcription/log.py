@@ -16,6 +16,7 @@ from pydantic import BaseModel, SecretStr
 REDACTED = "[redacted]"
 _MIN_SECRET_CHARS = 6  # shorter values would blank out ordinary words; no real token is that short
 _secrets: set[str] = set()
+_installed = False  # the record factory is wrapped once per process
 
 
 def configure(service: str, level: str = "INFO", secrets_from: BaseModel | None = None) -> logging.Logger:
@@ -38,8 +39,10 @@ def secret_values(settings: BaseModel) -> list[str]:
 
 def redact_in_logs(secrets: list[str]) -> None:
     """Replace these values (and their URL-encoded forms) in every log record from now on."""
-    if not _secrets:
+    global _installed
+    if not _installed:
         _install(logging.getLogRecordFactory())
+        _installed = True
     for secret in secrets:
         if len(secret) >= _MIN_SECRET_CHARS:
             _secrets.update({secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)})

@@ -24,6 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+# Speaker counts a request may ask for: far above any real meeting, and inside the proto's uint32.
+MAX_SPEAKERS = 100
+
 
 class Timed(Protocol):
     start: float

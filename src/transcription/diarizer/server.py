@@ -14,12 +14,10 @@ from transcription.diarizer.settings import DiarizerSettings
 from transcription.errors import FailedPrecondition, InvalidArgument
 from transcription.grpc_server import rpc, run_service
 from transcription.jsoncache import JsonCache
-from transcription.speakers import Turn
+from transcription.speakers import MAX_SPEAKERS, Turn
 from transcription.threads import Admission, stream_from_thread
 from transcription.tls import client_tls
 from transcription.v1 import common_pb2, diarizer_pb2, diarizer_pb2_grpc
-
-MAX_SPEAKERS = 100  # as the gateway's: far above any meeting, refused before any audio is read
 
 
 class DiarizerServicer(diarizer_pb2_grpc.DiarizerServicer):

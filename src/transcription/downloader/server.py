@@ -68,7 +68,7 @@ class DownloaderServicer(downloader_pb2_grpc.DownloaderServicer):
         _check_range(request, canonical)  # before the lookup: a bad request is bad whether or not the audio exists
         with self.store.open_audio(request.content_id, canonical=canonical) as f:
             total = await self._read(f.seek, 0, 2)
-            start, end = _byte_range(request, total, canonical)
+            start, end = _byte_range(request, total)
             position = await self._read(f.seek, start)
             while position < end:
                 data = await self._read(f.read, min(chunk_size, end - position))
@@ -116,7 +116,7 @@ def _check_range(request: downloader_pb2.ReadAudioRequest, canonical: bool) -> N
             raise InvalidArgument("the time range must satisfy 0 <= start_seconds <= end_seconds")
 
 
-def _byte_range(request: downloader_pb2.ReadAudioRequest, total: int, canonical: bool) -> tuple[int, int]:
+def _byte_range(request: downloader_pb2.ReadAudioRequest, total: int) -> tuple[int, int]:
     """[start, end) in bytes of the requested form, from a byte range or (canonical only) a time range."""
     if request.start_seconds or request.end_seconds:
         bytes_per_second = audio.CANONICAL_BYTES_PER_SECOND

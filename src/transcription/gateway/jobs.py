@@ -45,7 +45,7 @@ from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
 from transcription.gateway import fanout
 from transcription.gateway.exports import Transcript
 from transcription.gateway.security import safe_filename
-from transcription.speakers import SpeakerTimeline, split_by_speaker
+from transcription.speakers import MAX_SPEAKERS, SpeakerTimeline, split_by_speaker
 from transcription.v1 import asr_pb2, diarizer_pb2
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,6 @@ ASR_ATTEMPTS = 3
 CONTENT_ID = re.compile(r"[0-9a-f]{64}")
 EXPORT_FORMATS = ("srt", "vtt", "txt", "json", "tsv")
 
-MAX_SPEAKERS = 100  # far above any real meeting; keeps counts inside the proto's uint32
 
 # The request's fields: the JSON types each may have, and how to say so. null means "not given".
 _STRING, _BOOLEAN = ((str,), "a string"), ((bool,), "true or false")
@@ -534,7 +533,10 @@ class Job:
             lead_in = min(start, fanout.LEAD_IN_SECONDS)  # decoded, then dropped: the previous piece's
             again = number in started  # taken over from a lost replica
             started.add(number)
-            events = self._asr_events(content_id, start - lead_in, end, language.result() if number else "", asr=asr, skip=received[number])
+            # one replica: the balanced channel's own retries (a replica restarting on its address); several: a lost
+            # replica's piece goes back to the others
+            own = None if asr is self.clients.asr else asr
+            events = self._asr_events(content_id, start - lead_in, end, language.result() if number else "", asr=own, skip=received[number])
             async for kind, event in events:
                 if kind == "started" and not language.done():
                     release_the_rest(event.started.language)
@@ -580,16 +582,18 @@ class Job:
 
     async def _hands(self, replicas: list[AsrClient]) -> list[int]:
         """Pieces each replica gets at once: as many as it decodes at once (a piece more would wait in its
-        queue while another replica might be idle), within GATEWAY_FANOUT_PARALLEL in all."""
-        capacities = []
-        for asr in replicas:
+        queue while another replica might be idle), GATEWAY_FANOUT_PARALLEL in all at most."""
+
+        async def capacity(asr: AsrClient) -> int:
             try:
                 async with asyncio.timeout(self.connect_timeout or 10):
-                    capacities.append((await asr.device_info()).max_concurrent or 1)
-            except (TimeoutError, grpc.aio.AioRpcError):
-                capacities.append(1)  # a replica that does not answer gets one hand, which finds out
-        share = max(1, self.fanout.parallel // len(replicas))
-        return [min(capacity, share) for capacity in capacities]
+                    return (await asr.device_info()).max_concurrent or 1
+            except (TimeoutError, errors.ServiceError):
+                return 1  # a replica that does not answer gets one hand, which finds out
+
+        capacities = await asyncio.gather(*(capacity(asr) for asr in replicas))
+        share, spare = divmod(max(1, self.fanout.parallel), len(replicas))
+        return [min(c, share + (number < spare)) for number, c in enumerate(capacities)]
 
     async def _relay_in_order(self, outboxes: list[asyncio.Queue], running: set[asyncio.Task]) -> None:
         """The pieces' events to the client, piece after piece; a failing task ends the job at once."""
