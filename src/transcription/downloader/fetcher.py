@@ -139,29 +139,26 @@ class Fetcher:
     async def upload(self, blocks: AsyncIterator[bytes]) -> StoredAudio:
         """Store a file sent by a client: size-limited, sniffed, probed and decoded like a download."""
         with room_to_write():
-            return await self._upload(blocks)
-
-    async def _upload(self, blocks: AsyncIterator[bytes]) -> StoredAudio:
-        async with self.admission.reserve(), self.admission.slot():
-            tmp = self.store.new_tmp_file()
-            try:
-                digest = hashlib.sha256()
-                size = 0
-                with tmp.open("wb") as out:
-                    async for block in blocks:
-                        if not size and (what := sniff("", block[:SNIFF_BYTES])):
-                            raise InvalidArgument(f"the file is {what}, not audio or video")
-                        size += len(block)
-                        if size > self.limits.max_bytes:
-                            raise InvalidArgument(f"the file is larger than the {self.limits.max_bytes}-byte limit")
-                        await self._work(lambda b=block: (digest.update(b), out.write(b)))
-                if not size:
-                    raise InvalidArgument("the uploaded file is empty")
-                content_id = digest.hexdigest()
-                with self.store.pinned(content_id):
-                    return await self._work(self.store.get, content_id) or await self._add(tmp, content_id)
-            finally:
-                tmp.unlink(missing_ok=True)  # no-op once moved into the store
+            async with self.admission.reserve(), self.admission.slot():
+                tmp = self.store.new_tmp_file()
+                try:
+                    digest = hashlib.sha256()
+                    size = 0
+                    with tmp.open("wb") as out:
+                        async for block in blocks:
+                            if not size and (what := sniff("", block[:SNIFF_BYTES])):
+                                raise InvalidArgument(f"the file is {what}, not audio or video")
+                            size += len(block)
+                            if size > self.limits.max_bytes:
+                                raise InvalidArgument(f"the file is larger than the {self.limits.max_bytes}-byte limit")
+                            await self._work(lambda b=block: (digest.update(b), out.write(b)))
+                    if not size:
+                        raise InvalidArgument("the uploaded file is empty")
+                    content_id = digest.hexdigest()
+                    with self.store.pinned(content_id):
+                        return await self._work(self.store.get, content_id) or await self._add(tmp, content_id)
+                finally:
+                    tmp.unlink(missing_ok=True)  # no-op once moved into the store
 
     async def video_info(self, url: str) -> dict:
         """What a URL holds (title, duration, thumbnail, ...), without downloading it.
@@ -189,26 +186,23 @@ class Fetcher:
 
     async def _download(self, url: str, method: int, key: str) -> AsyncIterator[FetchEvent]:
         with room_to_write():
-            async with contextlib.aclosing(self._download_admitted(url, method, key)) as events:
-                async for event in events:
-                    yield event
-
-    async def _download_admitted(self, url: str, method: int, key: str) -> AsyncIterator[FetchEvent]:
-        async with self.admission.reserve(), self.admission.slot():
-            log.info("fetching %s (%s)", urls.redact(url), METHOD_NAMES[method])
-            use_ytdlp = method == downloader_pb2.FETCH_METHOD_YTDLP or (
-                method == downloader_pb2.FETCH_METHOD_AUTO and await self._work(ytdlp.has_site_extractor, url)
-            )
-            route = (
-                self._via_ytdlp(url) if use_ytdlp else self._via_http(url, fall_back_to_ytdlp=method == downloader_pb2.FETCH_METHOD_AUTO)
-            )
-            async with contextlib.aclosing(route):  # its temporary files go as soon as this ends, even on error
-                async for event in route:
-                    if isinstance(event, _Downloaded):
-                        async for stored_event in self._store(event, url, key, method):
-                            yield stored_event
-                    else:
-                        yield event
+            async with self.admission.reserve(), self.admission.slot():
+                log.info("fetching %s (%s)", urls.redact(url), METHOD_NAMES[method])
+                use_ytdlp = method == downloader_pb2.FETCH_METHOD_YTDLP or (
+                    method == downloader_pb2.FETCH_METHOD_AUTO and await self._work(ytdlp.has_site_extractor, url)
+                )
+                route = (
+                    self._via_ytdlp(url)
+                    if use_ytdlp
+                    else self._via_http(url, fall_back_to_ytdlp=method == downloader_pb2.FETCH_METHOD_AUTO)
+                )
+                async with contextlib.aclosing(route):  # its temporary files go as soon as this ends, even on error
+                    async for event in route:
+                        if isinstance(event, _Downloaded):
+                            async for stored_event in self._store(event, url, key, method):
+                                yield stored_event
+                        else:
+                            yield event
 
     async def _store(self, downloaded: _Downloaded, url: str, key: str, method: int) -> AsyncIterator[FetchEvent]:
         """Probe, check the duration, decode the canonical form, and move both into the store."""

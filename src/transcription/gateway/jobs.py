@@ -126,7 +126,7 @@ class JobRequest:
             if not CONTENT_ID.fullmatch(content_id):
                 raise errors.InvalidArgument("content_id must be the sha256 an upload returned")
             url = ""
-        elif not isinstance(url, str) or not url.strip():
+        elif not url or not url.strip():  # (a string or None: _check_types)
             raise errors.InvalidArgument("URL is required")
         else:
             content_id = ""
@@ -153,7 +153,7 @@ class JobRequest:
         vad_parameters = data.get("vad_parameters")
         if vad_parameters is not None:
             names = set(asr_pb2.VadParameters.DESCRIPTOR.fields_by_name)
-            if not isinstance(vad_parameters, dict) or not set(vad_parameters) <= names:
+            if not set(vad_parameters) <= names:  # (an object: _check_types)
                 raise errors.InvalidArgument(f"vad_parameters must be an object with some of {', '.join(sorted(names))}")
             if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in vad_parameters.values()):
                 raise errors.InvalidArgument("vad_parameters values must be non-negative numbers")
