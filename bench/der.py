@@ -135,9 +135,39 @@ def markdown(rows: list[tuple]) -> list[str]:
     return lines
 
 
+def measure_threads(counts: tuple[int, ...] = (1, 2)) -> list[tuple[int, float]]:
+    """(torch threads, × real time) on the 60-s development join, count unknown, after a warm-up."""
+    import torch
+
+    joined = next(r for r in recordings() if r.name == "ami-dev-1min")
+    seconds = joined.waveform.size / audio_io.SAMPLE_RATE
+    before = torch.get_num_threads()
+    rows = []
+    try:
+        for threads in counts:
+            engine = DiarizationEngine(pipeline=os.environ.get("DIARIZER_PIPELINE", "bundled"), device="cpu", num_threads=threads)
+            engine.load()  # sets the process's torch thread count
+            engine.diarize(joined.waveform[: 5 * audio_io.SAMPLE_RATE])
+            began = time.monotonic()
+            engine.diarize(joined.waveform)
+            rows.append((threads, seconds / (time.monotonic() - began)))
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def threads_markdown(rows: list[tuple[int, float]]) -> list[str]:
+    lines = ["| torch threads | × real time | × 1 thread |", "|---|---|---|"]
+    for threads, speed in rows:
+        lines.append(f"| {threads} | {speed:.1f} | {speed / rows[0][1]:.2f} |")
+    return lines
+
+
 def main() -> None:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     print("\n".join(markdown(measure())))
+    print()
+    print("\n".join(threads_markdown(measure_threads())))
 
 
 if __name__ == "__main__":

@@ -73,17 +73,19 @@ def test_bundled_weights_are_pinned_and_checked(tmp_path):
 def test_held_out_sample_finds_two_speakers_with_low_der(sample_turns):
     turns, _ = sample_turns
     assert {t.speaker for t in turns} == {"SPEAKER_00", "SPEAKER_01"}
-    # measured 8.6 % at collar 0 and 3.5 % at 0.25; the bounds fail if segmentation,
-    # embedding or clustering break, not on thread-count noise
-    assert der(turns) <= 0.15
-    assert der(turns, collar=0.25) <= 0.08
+    # measured 8.3 % at collar 0 and 3.0 % at 0.25; the bounds fail if segmentation,
+    # embedding, clustering or resegmentation break (resegmenting into one speaker
+    # at a time, overlaps dropped, gave 14 %), not on thread-count noise
+    assert der(turns) <= 0.12
+    assert der(turns, collar=0.25) <= 0.06
 
 
 def test_held_out_four_speaker_meeting_finds_four(engine):
     turns = engine.diarize(read_audio(TESTDATA / "ami-debug" / "tst00.wav"))
     assert len({t.speaker for t in turns}) == 4
-    # measured 56.7 % (heavy overlap; the segmentation model alone leaves about 44 %)
-    assert der(turns, reference_turns_=reference_turns(TEST_RTTM, "tst00")) <= 0.65
+    # measured 54.5 % (heavy overlap: the segmentation model misses most overlapped
+    # speech); dropping the overlaps in resegmentation gave 65 %
+    assert der(turns, reference_turns_=reference_turns(TEST_RTTM, "tst00")) <= 0.60
 
 
 def test_turns_are_sorted_and_named_by_first_appearance(sample_turns):
@@ -98,7 +100,7 @@ def test_progress_is_monotonic_and_ends_at_100(sample_turns):
     percents = [percent for _, percent in progress]
     assert percents == sorted(percents)
     assert progress[-1] == ("done", 100.0)
-    assert {"segmentation", "embeddings"} <= {stage for stage, _ in progress}
+    assert {"segmentation", "embeddings", "resegmentation"} <= {stage for stage, _ in progress}
 
 
 def test_known_speaker_count_is_honoured(engine, sample):

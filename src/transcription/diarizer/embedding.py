@@ -26,6 +26,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
@@ -50,16 +51,23 @@ def _campplus_class(architecture: Path):
 class CAMPPlusSpeakerEmbedding(Model):
     """192-dimensional CAM++ speaker embeddings, usable as pyannote's ``embedding=``."""
 
-    def __init__(self, campplus_class, sample_rate: int = SAMPLE_RATE, num_channels: int = 1):
+    def __init__(self, sample_rate: int = SAMPLE_RATE, num_channels: int = 1, campplus_class=None):
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"CAM++ works at {SAMPLE_RATE} Hz, not {sample_rate} Hz")
         super().__init__(sample_rate=sample_rate, num_channels=num_channels)
+        if campplus_class is None:  # built by pyannote's Model.from_pretrained from a checkpoint
+            from transcription.diarizer import weights
+
+            campplus_class = _campplus_class(weights.CAMPPLUS_ARCHITECTURE.locate())
         self.campplus = campplus_class(feat_dim=N_MELS, embedding_size=EMBEDDING_DIM)
+
+    def on_load_checkpoint(self, checkpoint) -> None:
+        """A pyannote checkpoint of this model (a pipeline folder's embedding/) has no task to restore."""
 
     @classmethod
     def from_files(cls, architecture: Path, checkpoint: Path) -> CAMPPlusSpeakerEmbedding:
         """Both paths already sha256-checked (``weights.CAMPPLUS_*.locate()``)."""
-        model = cls(_campplus_class(architecture))
+        model = cls(campplus_class=_campplus_class(architecture))
         model.campplus.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True), strict=True)
         model.eval()
         return model
@@ -100,3 +108,42 @@ class CAMPPlusSpeakerEmbedding(Model):
             features = features - features.mean(dim=0, keepdim=True)
             out[index] = F.normalize(self.campplus(features[None]), dim=-1)[0]
         return out
+
+    def embed_windows(self, waveform, window_seconds: float, hop_seconds: float, batch_size: int = 64):
+        """Embeddings of fixed windows across a recording, for resegmentation.
+
+        (samples,) float32 -> (window start times in seconds, (windows, 192) L2-normalised array).
+        Windows start every hop and one more ends at the last sample. The
+        filterbank is computed once per batch of consecutive windows and sliced
+        (Kaldi frames are independent, so the slices equal each window's own).
+        """
+        window, hop = round(window_seconds * SAMPLE_RATE), round(hop_seconds * SAMPLE_RATE)
+        if hop % HOP:
+            raise ValueError(f"the hop must be a whole number of {HOP}-sample frames")
+        samples = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        starts = list(range(0, samples.numel() - window + 1, hop))
+        if starts and starts[-1] + window < samples.numel():
+            starts.append(samples.numel() - window)
+        frames_per_window = 1 + (window - WINDOW) // HOP
+        embeddings = []
+        with torch.inference_mode():
+            for group in _consecutive(starts, hop, batch_size):
+                features = self.fbank(samples[group[0] : group[-1] + window])
+                batch = torch.stack([features[(s - group[0]) // HOP :][:frames_per_window] for s in group])
+                batch = (batch - batch.mean(dim=1, keepdim=True)).to(self.device)
+                embeddings.append(F.normalize(self.campplus(batch), dim=-1).cpu().numpy())
+        if not embeddings:
+            return np.zeros(0), np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        return np.asarray(starts) / SAMPLE_RATE, np.concatenate(embeddings)
+
+
+def _consecutive(starts: list[int], hop: int, size: int):
+    """Groups of at most size starts, each evenly spaced by hop."""
+    group: list[int] = []
+    for start in starts:
+        if group and (len(group) == size or start - group[-1] != hop):
+            yield group
+            group = []
+        group.append(start)
+    if group:
+        yield group
