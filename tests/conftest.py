@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -82,6 +83,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def lone_diarizer(pipeline: str, data_dir: Path):
+    """A diarizer service on its own, configured with DIARIZER_PIPELINE=pipeline and no HF_TOKEN: its address."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
+    env.update(
+        PYTHONPATH=str(NETGUARD),
+        DATA_DIR=str(data_dir),
+        DIARIZER_PORT=str(port),
+        DIARIZER_PIPELINE=pipeline,
+        DIARIZER_PRELOAD="false",  # a pipeline that cannot load is reported per request
+        HF_HUB_OFFLINE="1",  # no hub here
+    )
+    process = subprocess.Popen([console_command("transcription-diarizer")], env=env, stderr=subprocess.DEVNULL)
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(f"127.0.0.1:{port}")).result(timeout=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -11,18 +11,15 @@ clustering never reads it.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 
-import grpc
 import numpy as np
 import pytest
 import torch
 import yaml
 from test_diarizer_engine import der
 
-from conftest import NETGUARD, SAMPLE_WAV, console_command, free_port, read_audio
+from conftest import SAMPLE_WAV, lone_diarizer, read_audio
 from transcription.clients import DiarizerClient
 from transcription.diarizer import weights
 from transcription.diarizer.embedding import EMBEDDING_DIM, CAMPPlusSpeakerEmbedding
@@ -101,21 +98,8 @@ def test_the_cache_identity_of_a_folder_follows_its_files(pipeline_folder, tmp_p
 
 @pytest.fixture(scope="module")
 def folder_diarizer(pipeline_folder, tmp_path_factory):
-    port = free_port()
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(NETGUARD),
-        DATA_DIR=str(tmp_path_factory.mktemp("folder-diarizer")),
-        DIARIZER_PORT=str(port),
-        DIARIZER_PIPELINE=str(pipeline_folder),
-        DIARIZER_PRELOAD="false",
-        HF_HUB_OFFLINE="1",
-    )
-    process = subprocess.Popen([console_command("transcription-diarizer")], env=env, stderr=subprocess.DEVNULL)
-    grpc.channel_ready_future(grpc.insecure_channel(f"127.0.0.1:{port}")).result(timeout=120)
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=30)
+    with lone_diarizer(str(pipeline_folder), tmp_path_factory.mktemp("folder-diarizer")) as address:
+        yield address
 
 
 async def test_the_service_runs_a_local_pipeline_folder(folder_diarizer):
