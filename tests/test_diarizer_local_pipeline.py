@@ -11,6 +11,7 @@ clustering never reads it.
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -88,12 +89,22 @@ def test_a_local_pipeline_folder_diarizes_like_the_bundled_pipeline(pipeline_fol
 
 def test_the_cache_identity_of_a_folder_follows_its_files(pipeline_folder, tmp_path):
     folder = shutil.copytree(pipeline_folder, tmp_path / "copy")
-    engine = DiarizationEngine(pipeline=str(folder))
-    before = engine.identity
-    assert before.startswith(str(folder)) and before == engine.identity
     config = folder / "config.yaml"
+    before = DiarizationEngine(pipeline=str(folder)).identity
+    assert before.startswith(str(folder)) and before == DiarizationEngine(pipeline=str(folder)).identity
     config.write_text(config.read_text().replace("threshold: 0.42", "threshold: 0.5"))
-    assert engine.identity != before, "cached results of the old settings must not be served"
+    edited = DiarizationEngine(pipeline=str(folder))
+    assert edited.identity != before, "cached results of the old settings must not be served"
+    unloaded = edited.identity
+    stat = config.stat()
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # same size, rewritten later
+    assert edited.identity != unloaded, "not loaded yet: the identity follows the files"
+
+    edited.load()
+    loaded = edited.identity
+    config.write_text(config.read_text().replace("threshold: 0.5", "threshold: 0.6"))
+    assert edited.identity == loaded, "results of the loaded pipeline keep the identity it was loaded with"
+    assert DiarizationEngine(pipeline=str(folder)).identity != loaded
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ def synthetic_embedder(truth: list[Turn], dim: int = 8, noise: float = 0.05, see
     def embed(waveform, window, hop):
         duration = waveform.size / RATE
         starts = np.arange(0, duration - window + 1e-9, hop)
+        if starts.size and starts[-1] + window < duration:  # as CAM++'s embed_windows: one more ends at the end
+            starts = np.r_[starts, duration - window]
         rows = []
         for start in starts:
             mix = np.zeros(dim)
@@ -57,7 +59,10 @@ def test_speech_overlap_and_silence_stay_as_the_pipeline_found_them():
         assert bool(speaker_at(turns, t)) == bool(speaker_at(given, t)), f"speech changed at {t:.2f} s"
         if 7.05 < t < 7.95:
             assert speaker_at(turns, t) == {"A", "B"}, "the overlap keeps both speakers"
-    assert [turn for turn in turns if 7 <= turn.start and turn.end <= 8] == [Turn(7.0, 8.0, "A"), Turn(7.0, 8.0, "B")]
+    assert Turn(7.0, 8.0, "B") in turns, "the overlapping turn comes back whole"
+    assert len([turn for turn in turns if turn.speaker == "A" and turn.start < 8 and turn.end > 7]) == 1, (
+        "A's turn is not cut at the overlap"
+    )
 
 
 def test_a_correct_diarization_is_left_alone():
@@ -80,11 +85,19 @@ def test_what_cannot_be_resegmented_comes_back_unchanged(turns, samples):
 
 
 def test_no_speaker_is_lost():
-    # B's only pure stretch sounds like A: moving it would leave B nowhere, so the turns stay
-    given = [Turn(0, 20, "A"), Turn(20, 24, "B")]
-    truth = [Turn(0, 24, "A")]
-    turns = resegment.resegment(given, np.zeros(24 * RATE, dtype=np.float32), RATE, synthetic_embedder(truth + [Turn(0, 0, "B")]))
-    assert {t.speaker for t in turns} == {"A", "B"}
+    # B speaks too briefly to have a window of its own, so its frames would all go
+    # to A or C: the pipeline's answer (and its speaker count) is kept instead
+    given = [Turn(0, 20, "A"), Turn(20, 20.4, "B"), Turn(20.4, 30, "C")]
+    assert resegment.resegment(given, SILENCE, RATE, synthetic_embedder(given)) == given
+
+
+def test_a_speaker_heard_only_in_overlap_does_not_stop_the_others():
+    given = [Turn(0, 10, "A"), Turn(4, 4.5, "C"), Turn(10, 20, "B")]  # B really starts at 6 s
+    truth = [Turn(0, 6, "A"), Turn(4, 4.5, "C"), Turn(6, 20, "B")]
+    turns = resegment.resegment(given, np.zeros(20 * RATE, dtype=np.float32), RATE, synthetic_embedder(truth))
+    assert Turn(4.0, 4.5, "C") in turns
+    for t in np.arange(6.5, 9.5, 0.1):
+        assert speaker_at(turns, t) == {"B"}, f"at {t:.1f} s"
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +108,15 @@ def campplus() -> CAMPPlusSpeakerEmbedding:
 def test_window_embeddings_equal_each_window_embedded_alone(campplus):
     import torch
 
-    audio = read_audio(SAMPLE_WAV)[: int(7.3 * RATE)]
-    starts, embeddings = campplus.embed_windows(audio, 1.0, 0.5, batch_size=4)
-    assert starts[-1] == pytest.approx(6.3), "one more window ends at the last sample"
-    assert np.allclose(np.diff(starts[:-1]), 0.5) and embeddings.shape == (len(starts), 192)
+    audio = read_audio(SAMPLE_WAV)[: int(7.3 * RATE) + 77]  # not a whole number of frames
+    window, hop = resegment.WINDOW_SECONDS, resegment.HOP_SECONDS
+    starts, embeddings = campplus.embed_windows(audio, window, hop, batch_size=4)
+    assert starts[-1] == pytest.approx(audio.size / RATE - window), "one more window ends at the last sample"
+    assert np.allclose(np.diff(starts[:-1]), hop) and embeddings.shape == (len(starts), 192)
+    length = round(window * RATE)
     with torch.inference_mode():
         for start, embedding in zip(starts, embeddings):
-            alone = campplus(torch.from_numpy(audio[round(start * RATE) : round(start * RATE) + RATE].copy())[None, None])
+            alone = campplus(torch.from_numpy(audio[round(start * RATE) : round(start * RATE) + length].copy())[None, None])
             assert np.allclose(embedding, alone[0].numpy(), atol=1e-4)
 
 

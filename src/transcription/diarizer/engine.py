@@ -50,8 +50,10 @@ BUNDLED_PARAMETERS = {
     "clustering": {"method": "average", "min_cluster_size": 12, "threshold": 0.42},
 }
 
-# Share of the progress bar each pyannote step stands for.
-_STAGES = {"segmentation": (0.0, 35.0), "embeddings": (35.0, 85.0)}
+# Share of the progress bar each pyannote step stands for; the bundled route
+# keeps the last part for its resegmentation.
+_STAGES = {"segmentation": (0.0, 40.0), "embeddings": (40.0, 95.0)}
+_BUNDLED_STAGES = {"segmentation": (0.0, 35.0), "embeddings": (35.0, 85.0)}
 RESEGMENTATION_PERCENT = 85.0
 
 ProgressCallback = Callable[[str, float], None]
@@ -72,11 +74,19 @@ class DiarizationEngine:
         self.num_threads = num_threads
         self._hf_token = hf_token
         self._pipeline = None
+        self._loaded_identity: str | None = None
         self._lock = threading.Lock()
 
     @property
     def identity(self) -> str:
-        """What results depend on besides the audio: part of every cache key."""
+        """What results depend on besides the audio: part of every cache key.
+
+        Once loaded, the identity of what was loaded: a local folder edited
+        afterwards must not label the old pipeline's results with its new state.
+        """
+        return self._loaded_identity or self._current_identity()
+
+    def _current_identity(self) -> str:
         if self.pipeline_name == BUNDLED:
             from transcription.diarizer import weights
 
@@ -97,12 +107,14 @@ class DiarizationEngine:
                 # On small CPUs the segmentation LSTM is many times slower with
                 # more than one intra-op thread (see OFFLINE-MODELS.md).
                 torch.set_num_threads(self.num_threads)
+            identity = self._current_identity()  # taken before the files are read
             if self.pipeline_name == BUNDLED:
                 pipeline = build_bundled_pipeline()
             else:
                 pipeline = _load_pretrained(self.pipeline_name, self._hf_token)
             pipeline.to(torch.device(self.device))
             self._pipeline = pipeline
+            self._loaded_identity = identity
 
     def diarize(
         self,
@@ -131,7 +143,7 @@ class DiarizationEngine:
                 num_speakers=num_speakers,
                 min_speakers=min_speakers,
                 max_speakers=max_speakers,
-                hook=_ProgressHook(progress) if progress else None,
+                hook=_ProgressHook(progress, _BUNDLED_STAGES if self.pipeline_name == BUNDLED else _STAGES) if progress else None,
             )
         turns = turns_from_annotation(getattr(output, "speaker_diarization", output))
         if self.pipeline_name == BUNDLED:
@@ -212,14 +224,15 @@ def _check_request(waveform, num_speakers, min_speakers, max_speakers) -> None:
 class _ProgressHook:
     """Turns pyannote's hook(step, artefact, completed=, total=) into (stage, percent)."""
 
-    def __init__(self, progress: ProgressCallback):
+    def __init__(self, progress: ProgressCallback, stages: dict[str, tuple[float, float]]):
         self.progress = progress
+        self.stages = stages
         self.last: tuple[str, int] | None = None
 
     def __call__(self, step, artefact=None, file=None, total=None, completed=None):
-        if step not in _STAGES:
+        if step not in self.stages:
             return
-        low, high = _STAGES[step]
+        low, high = self.stages[step]
         fraction = (completed / total) if total and completed is not None else 1.0
         percent = low + (high - low) * min(max(fraction, 0.0), 1.0)
         key = (step, int(percent))
