@@ -43,7 +43,7 @@ BUNDLED = "bundled"
 # them. With the reference speakers given to the clustering (oracle), DER
 # stays near 20 % on dev00 and 25 % on dev01: the segmentation model merges
 # short replies into the other speaker's turn. The resegmentation step that
-# follows (resegment.py) is what brings the development clips to 12-20 %.
+# follows (resegment.py) is what brings the development clips to 11-19 %.
 # Production should use a hub or local pyannote pipeline (README, "Models").
 BUNDLED_PARAMETERS = {
     "segmentation": {"threshold": 0.4, "min_duration_off": 0.0},
