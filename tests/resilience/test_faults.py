@@ -29,6 +29,7 @@ from conftest import (
     JFK_FLAC,
     NETGUARD,
     SAMPLE_WAV,
+    call,
     free_port,
     fresh_copy,
     scrape,
@@ -239,6 +240,34 @@ async def test_a_service_that_never_answers_is_given_up_on_and_named(victims, me
         assert warning["code"] == "diarization_failed" and expected in warning["message"], warning
     else:
         assert last["type"] == "error" and expected in last["error"], last
+
+
+def test_rest_calls_give_up_on_a_service_that_never_answers_and_name_it(victims, black_hole):
+    process, port = start_gateway(
+        victims, DOWNLOADER_ADDR=black_hole, ASR_ADDR=black_hole, GATEWAY_CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT_SECONDS)
+    )
+    boundary = "b"
+    upload = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="jfk.flac"\r\n\r\n'.encode()
+        + JFK_FLAC.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    cases = [
+        ("POST", "/api/video-info", b'{"url": "http://media.test/a.wav"}', {"Content-Type": "application/json"}, "downloader"),
+        ("GET", "/v1/models", None, {}, "ASR"),
+        ("POST", "/v1/audio/transcriptions", upload, {"Content-Type": f"multipart/form-data; boundary={boundary}"}, "downloader"),
+    ]
+    try:
+        for method, path, body, headers, named in cases:
+            status, _, answer = call(port, method, path, body, headers)
+            # without the connect timeout gRPC holds the call for about 20 s, then fails naming no service
+            assert status == 503, (path, status, answer)
+            error = json.loads(answer)["error"]  # the OpenAI-compatible routes answer in OpenAI's shape
+            message = error["message"] if path.startswith("/v1/") else error
+            assert f"the {named} service did not answer within {CONNECT_TIMEOUT_SECONDS} s" in message, answer
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 # -- 3. no room left in the audio store -------------------------------------------------------------

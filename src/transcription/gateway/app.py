@@ -180,7 +180,8 @@ async def video_info(request: Request):
     if not url or not url.strip():
         raise errors.InvalidArgument("URL is required")
     limit_rate(request)
-    m = await state.clients(request).downloader.video_info(url)
+    downloader = await state.connected(request, state.clients(request).downloader)
+    m = await downloader.video_info(url)
     return JSONResponse(
         {
             "title": m.title,

@@ -38,7 +38,8 @@ async def translations(request: Request):
 
 
 async def list_models(request: Request):
-    reply = await state.clients(request).asr.list_models()
+    asr = await state.connected(request, state.clients(request).asr)
+    reply = await asr.list_models()
     created = int(time.time())
     return JSONResponse(
         {
@@ -84,7 +85,8 @@ async def _transcribe(request: Request, task: str):
             while block := await upload.read(READ_BLOCK):
                 yield block
 
-        ready = await state.clients(request).downloader.upload(blocks(), upload.filename or "upload")
+        downloader = await state.connected(request, state.clients(request).downloader)
+        ready = await downloader.upload(blocks(), upload.filename or "upload")
     transcript = await _collect(request, ready.content_id, options)
     transcript.title = upload.filename or ""
     body, media_type = exports.openai_response(response_format, transcript, timestamp_granularities=granularities, task=task)
@@ -95,7 +97,8 @@ async def _transcribe(request: Request, task: str):
 
 async def _collect(request: Request, content_id: str, options: asr_pb2.TranscribeOptions) -> exports.Transcript:
     transcript = exports.Transcript(segments=[])
-    async for event in state.clients(request).asr.transcribe(content_id, options):
+    asr = await state.connected(request, state.clients(request).asr)
+    async for event in asr.transcribe(content_id, options):
         kind = event.WhichOneof("event")
         if kind == "started":
             transcript.language = event.started.language

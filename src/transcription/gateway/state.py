@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
-from transcription.gateway.jobs import Clients
+from transcription.clients import AsrClient, DiarizerClient, DownloaderClient
+from transcription.gateway.jobs import Clients, reachable
 from transcription.gateway.security import RateLimiter, client_address
 from transcription.gateway.settings import GatewaySettings
+
+Service = TypeVar("Service", AsrClient, DiarizerClient, DownloaderClient)
 
 
 @dataclass
@@ -36,6 +40,12 @@ def settings(connection: Request | WebSocket) -> GatewaySettings:
 
 def shared(connection: Request | WebSocket) -> Shared:
     return connection.state.shared
+
+
+async def connected(connection: Request | WebSocket, client: Service) -> Service:
+    """client, once its channel connects within GATEWAY_CONNECT_TIMEOUT_SECONDS (else ServiceUnreachable naming it)."""
+    await reachable(client, settings(connection).gateway_connect_timeout_seconds or None)
+    return client
 
 
 def limit_rate(connection: Request | WebSocket) -> None:
