@@ -129,7 +129,7 @@ def test_bad_input_is_a_value_error(engine, waveform, options, message):
 
 
 def campplus() -> CAMPPlusSpeakerEmbedding:
-    return CAMPPlusSpeakerEmbedding.from_files(weights.CAMPPLUS_ARCHITECTURE.locate(), weights.CAMPPLUS_WEIGHTS.locate())
+    return CAMPPlusSpeakerEmbedding.bundled()
 
 
 def test_campplus_embeddings_tell_the_two_sample_speakers_apart(sample):

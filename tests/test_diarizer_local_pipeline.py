@@ -34,7 +34,7 @@ def write_pipeline_folder(folder):
     (folder / "segmentation").mkdir(parents=True)
     shutil.copyfile(weights.SEGMENTATION.locate(), folder / "segmentation" / "pytorch_model.bin")
 
-    model = CAMPPlusSpeakerEmbedding.from_files(weights.CAMPPLUS_ARCHITECTURE.locate(), weights.CAMPPLUS_WEIGHTS.locate())
+    model = CAMPPlusSpeakerEmbedding.bundled()
     (folder / "embedding").mkdir()
     torch.save(
         {

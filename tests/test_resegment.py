@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_diarizer_engine import reference_turns
 
 from conftest import SAMPLE_WAV, TESTDATA, read_audio
-from transcription.diarizer import resegment, weights
+from transcription.diarizer import resegment
 from transcription.diarizer.embedding import CAMPPlusSpeakerEmbedding
 from transcription.speakers import Turn
 
@@ -102,7 +103,7 @@ def test_a_speaker_heard_only_in_overlap_does_not_stop_the_others():
 
 @pytest.fixture(scope="module")
 def campplus() -> CAMPPlusSpeakerEmbedding:
-    return CAMPPlusSpeakerEmbedding.from_files(weights.CAMPPLUS_ARCHITECTURE.locate(), weights.CAMPPLUS_WEIGHTS.locate())
+    return CAMPPlusSpeakerEmbedding.bundled()
 
 
 def test_window_embeddings_equal_each_window_embedded_alone(campplus):
@@ -122,11 +123,7 @@ def test_window_embeddings_equal_each_window_embedded_alone(campplus):
 
 def test_campplus_gives_a_mislabelled_turn_back_on_real_speech(campplus):
     """The AMI dev00 reference with two replies handed to the other speaker, as the segmentation model does."""
-    reference = [
-        Turn(float(f[3]), float(f[3]) + float(f[4]), f[7])
-        for f in (line.split() for line in (TESTDATA / "ami-debug" / "debug.development.rttm").read_text().splitlines())
-        if f[1] == "dev00"
-    ]
+    reference = [Turn(*turn) for turn in reference_turns(TESTDATA / "ami-debug" / "debug.development.rttm", "dev00")]
     replies = [t for t in reference if t.speaker == "MEE012" and t.end - t.start > 1.0][1:]
     corrupted = [Turn(t.start, t.end, "MEE009") if t in replies else t for t in reference]
     audio = read_audio(TESTDATA / "ami-debug" / "dev00.wav")

